@@ -1,0 +1,63 @@
+"""Route esptool's process-wide logger into our own display instead of its stdout.
+
+esptool 5 prints through one singleton logger (``esptool.logger.log``); we never scrape that
+text. Installing :class:`CapturingLogger` keeps esptool quiet, records its messages (for logs
+and error reports) and turns its progress calls into a callback (fact sheet §8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+from esptool.logger import TemplateLogger, log
+
+Progress = Callable[[int, int, str], None]  # (done, total, prefix)
+
+
+class CapturingLogger(TemplateLogger):
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.lines: list[str] = []
+        self.progress = progress
+        self._lock = threading.Lock()
+
+    def _add(self, text: str) -> None:
+        with self._lock:
+            self.lines.append(text)
+
+    def print(self, *args, **kwargs) -> None:
+        self._add(kwargs.get("sep", " ").join(str(a) for a in args))
+
+    def note(self, message: str) -> None:
+        self._add(f"NOTE: {message}")
+
+    def warning(self, message: str) -> None:
+        self._add(f"WARNING: {message}")
+
+    def error(self, message: str) -> None:
+        self._add(f"ERROR: {message}")
+
+    def stage(self, finish: bool = False) -> None:
+        pass
+
+    def progress_bar(self, cur_iter, total_iters, prefix="", suffix="", bar_length=30) -> None:
+        if self.progress is not None:
+            self.progress(int(cur_iter), int(total_iters), prefix.strip())
+
+    def set_verbosity(self, verbosity: str) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def captured(progress: Progress | None = None) -> Iterator[CapturingLogger]:
+    """Install a capturing logger for the duration of the block, then restore the previous one."""
+    from esp_pylib.logger import EspLog
+
+    previous = EspLog.instance
+    logger = CapturingLogger(progress)
+    log.set_logger(logger)
+    try:
+        yield logger
+    finally:
+        EspLog.instance = previous

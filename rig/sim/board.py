@@ -1,0 +1,310 @@
+"""A simulated board: an ESP32 with its flash, a USB-serial bridge on a pty, and input contacts.
+
+The inputs are *contacts*, exactly what a relay or a finger closes, so the relay layer drives a
+simulated board the way it drives a real one:
+
+* ``io0``   closed = GPIO0 shorted to GND (download mode if latched low at reset)
+* ``en``    closed = EN (CHIP_PU) shorted to GND: chip held in reset; opening it resets the chip
+* ``power`` closed = the board's power button pressed
+
+Variants (fact sheet §7, design.md "Board physics"):
+
+* ``l7x`` - Vigotech VG-L7X: CH330 bridge without DTR/RTS, soft power latch. Pressing the button
+  powers the ESP32; a firmware that boots latches the supply on, so its board stays on after the
+  button is released (a later press-and-release switches it off, as the firmware's button
+  handler does). The ROM does not latch: in download mode the board is powered only while the
+  button is held, and releasing it browns the chip out (silence, RAM state lost).
+* ``devkit`` - ESP32-DevKitC style: powered from USB all the time, EN and IO0 inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chip import Esp32Chip
+from .efuse import mac_from_seed, parse_mac
+from .flash import INSTANT, REALISTIC, NorFlash
+from .scheduler import Scheduler
+from .uart import PtyUart
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    inputs: tuple[str, ...]
+    soft_power_latch: bool
+    always_powered: bool
+    modem_lines: bool  # does the bridge carry DTR/RTS (only meaningful over RFC2217)
+    description: str
+
+
+VARIANTS = {
+    "l7x": Variant(
+        "l7x",
+        ("power", "io0", "en"),
+        soft_power_latch=True,
+        always_powered=False,
+        modem_lines=False,
+        description="Vigotech VG-L7X: CH330 without DTR/RTS, soft power latch",
+    ),
+    "devkit": Variant(
+        "devkit",
+        ("en", "io0"),
+        soft_power_latch=False,
+        always_powered=True,
+        modem_lines=True,
+        description="ESP32-DevKitC: USB powered, EN and IO0",
+    ),
+}
+BOOT_MODES = ("download", "flash")
+
+
+class PowerLost(Exception):
+    """Raised inside a slow flash operation when the supply or EN drops under it."""
+
+
+class SimBoard:
+    """One simulated board. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(
+        self,
+        variant: str = "l7x",
+        *,
+        mac: str | bytes | None = None,
+        seed: str | int = 0,
+        flash_size: int = 0x400000,
+        flash_image: str | Path | bytes | None = None,
+        realtime: bool = False,
+        on_close: str = "keep",
+        boot: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
+        if on_close not in ("keep", "reset"):
+            raise ValueError(f"on_close must be 'keep' or 'reset', not {on_close!r}")
+        if boot is not None and boot not in BOOT_MODES:
+            raise ValueError(f"boot must be one of {BOOT_MODES}, not {boot!r}")
+        self.variant = VARIANTS[variant]
+        self.name = name or f"{variant}-{seed}"
+        if isinstance(mac, str):
+            mac = parse_mac(mac)
+        self.mac: bytes = mac if mac is not None else mac_from_seed(f"{variant}:{seed}")
+        self.on_close = on_close
+        self.default_boot = boot or "download"
+        self.lock = threading.RLock()
+        self._cut = threading.Event()  # set while a power cut / reset waits for the lock
+        self.flash = NorFlash(
+            flash_size, timing=REALISTIC if realtime else INSTANT, sleep=self._flash_sleep
+        )
+        if isinstance(flash_image, bytes):
+            self.flash.preload(0, flash_image)
+        elif flash_image is not None:
+            self.flash.load(flash_image)
+        self.uart = PtyUart(
+            self._on_receive, on_host_close=self._on_host_close, pacing=realtime, name=self.name
+        )
+        self.scheduler = Scheduler(self.lock, name=self.name)
+        self.chip = Esp32Chip(
+            self.flash,
+            self.mac,
+            self.uart,
+            self.scheduler,
+            on_firmware_started=self._firmware_started,
+        )
+        self._contacts = dict.fromkeys(self.variant.inputs, False)
+        self._latched = False
+        self._press_while_running = False
+        self.events: list[tuple[float, str]] = []  # (monotonic time, what happened)
+        if self.variant.always_powered:
+            with self.lock:
+                self._log("power on (USB)")
+                self.chip.reset(io0_low=False)
+        if boot is not None:
+            self.boot_into(boot)
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def port(self) -> str:
+        """The serial port path (the pty slave) a host opens."""
+        return self.uart.path
+
+    @property
+    def mac_str(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.mac)
+
+    @property
+    def powered(self) -> bool:
+        return self.chip.powered
+
+    @property
+    def mode(self) -> str:
+        """off | reset | download | stub | firmware | halted"""
+        return self.chip.mode
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def contact(self, name: str) -> bool:
+        self._check_input(name)
+        return self._contacts[name]
+
+    def set_contact(self, name: str, closed: bool) -> None:
+        """Close or open one input contact (what a relay does)."""
+        self._check_input(name)
+        if self._would_stop_chip(name, closed):
+            self._cut.set()  # interrupt a slow flash operation holding the lock
+        with self.lock:
+            self._cut.clear()
+            if self._contacts[name] == closed:
+                return
+            self._contacts[name] = closed
+            self._log(f"{name} {'closed' if closed else 'open'}")
+            getattr(self, f"_on_{name}")(closed)
+
+    def press(self, name: str) -> None:
+        self.set_contact(name, True)
+
+    def release(self, name: str) -> None:
+        self.set_contact(name, False)
+
+    def pulse(self, name: str, seconds: float = 0.1) -> None:
+        self.press(name)
+        time.sleep(seconds)
+        self.release(name)
+
+    def boot_into(self, mode: str) -> None:
+        """Reset the board into ``download`` or ``flash`` boot, as a person with a jumper would.
+
+        l7x: power off, IO0 set, press power and keep it pressed (the ROM never latches the
+        supply, and a firmware latches it only once it has booted). devkit: EN low, IO0 set,
+        EN high. IO0 is released afterwards: the strapping is latched at reset.
+        """
+        if mode not in BOOT_MODES:
+            raise ValueError(f"boot mode must be one of {BOOT_MODES}, not {mode!r}")
+        with self.lock:
+            if "power" in self._contacts and not self.variant.always_powered:
+                self.set_contact("power", False)
+                self._power_off_now()  # even a latched firmware: unplug it
+                self.set_contact("io0", mode == "download")
+                self.set_contact("power", True)
+                self.set_contact("io0", False)
+            else:
+                self.set_contact("en", True)
+                self.set_contact("io0", mode == "download")
+                self.set_contact("en", False)
+                self.set_contact("io0", False)
+
+    # -- console ----------------------------------------------------------------------------------
+    def console_lines(self) -> list[str]:
+        with self.lock:
+            return list(self.chip.console)
+
+    def wait_for_console(self, pattern: str, timeout: float = 5.0) -> re.Match | None:
+        """Wait until a console line printed so far matches ``pattern`` (regex)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.console_lines():
+                m = rx.search(line)
+                if m:
+                    return m
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.scheduler.close()
+        self.uart.close()
+
+    def __enter__(self) -> SimBoard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- physics ----------------------------------------------------------------------------------
+    def _check_input(self, name: str) -> None:
+        if name not in self._contacts:
+            raise ValueError(
+                f"board {self.variant.name} has no input {name!r} "
+                f"(inputs: {', '.join(self.variant.inputs)})"
+            )
+
+    def _supply(self) -> bool:
+        if self.variant.always_powered:
+            return True
+        return self._contacts.get("power", False) or self._latched
+
+    def _would_stop_chip(self, name: str, closed: bool) -> bool:
+        if name == "en":
+            return closed
+        return name == "power" and not closed and not self._latched
+
+    def _on_io0(self, closed: bool) -> None:
+        pass  # sampled only at reset
+
+    def _on_en(self, closed: bool) -> None:
+        if not self._supply():
+            return
+        if closed:
+            self.chip.hold_in_reset()
+        else:
+            self.chip.reset(io0_low=self._contacts["io0"])
+
+    def _on_power(self, pressed: bool) -> None:
+        was_powered = self.chip.powered
+        if pressed:
+            if self._latched:
+                self._press_while_running = True  # the firmware sees a new press
+                return
+            if not was_powered:
+                self._log("power on")
+                if self._contacts.get("en"):
+                    self.chip.powered = True
+                    self.chip.hold_in_reset()
+                else:
+                    self.chip.reset(io0_low=self._contacts["io0"])
+            return
+        if self._latched:
+            if self._press_while_running:
+                self._log("firmware releases the power latch")
+                self._power_off_now()
+            return
+        self._power_off_now()
+
+    def _power_off_now(self) -> None:
+        self._latched = False
+        self._press_while_running = False
+        if self.chip.powered:
+            self._log("power off")
+            self.chip.power_off()
+
+    def _firmware_started(self) -> None:
+        if self.variant.soft_power_latch and self.chip.powered:
+            self._latched = True
+            self._log("firmware latches power on")
+
+    def _flash_sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._cut.wait(seconds):
+            raise PowerLost()
+
+    def _on_receive(self, data: bytes) -> None:
+        with self.lock:
+            try:
+                self.chip.receive(data)
+            except PowerLost:
+                pass  # the chip died mid-operation; the contact change finishes the job
+
+    def _on_host_close(self) -> None:
+        if self.on_close == "reset":
+            self._log("host closed the port: reset")
+            self.boot_into(self.default_boot)
+
+    def _log(self, what: str) -> None:
+        self.events.append((time.monotonic(), what))
+        if len(self.events) > 10000:
+            del self.events[:5000]

@@ -1,0 +1,81 @@
+"""Shared fixtures: simulated boards and a stock-esptool runner (always under a timeout)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from rig.sim.board import SimBoard
+
+ESPTOOL_TIMEOUT = 120  # seconds; a confused esptool can wait forever for OHAI
+
+
+@dataclass
+class EsptoolResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def make_board():
+    """Factory for simulated boards; every board is closed at teardown."""
+    boards: list[SimBoard] = []
+
+    def make(variant: str = "l7x", **kwargs) -> SimBoard:
+        kwargs.setdefault("seed", f"test-{len(boards)}")
+        board = SimBoard(variant, **kwargs)
+        boards.append(board)
+        return board
+
+    yield make
+    for board in boards:
+        board.close()
+
+
+@pytest.fixture
+def board(make_board) -> SimBoard:
+    """A simulated L7X in ROM download mode (power held, IO0 latched low), blank flash."""
+    return make_board("l7x", boot="download")
+
+
+@pytest.fixture
+def esptool(tmp_path):
+    """Run the real esptool CLI as a subprocess against a port, in a clean working directory.
+
+    ``esptool(board.port, "read-mac")`` adds ``--chip esp32 --before no-reset --after no-reset``
+    (the rig owns resets); pass ``chip=None`` / ``resets=False`` to leave them out.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESPTOOL_")}
+    # An empty [esptool] section stops esptool's config search: no stray esptool.cfg in a home
+    # directory can change timeouts or reset sequences under the tests.
+    cfg = tmp_path / "esptool.cfg"
+    cfg.write_text("[esptool]\n")
+    env["ESPTOOL_CFGFILE"] = str(cfg)
+
+    def run(
+        port: str,
+        *args: str,
+        chip: str | None = "esp32",
+        resets: bool = True,
+        timeout: float = ESPTOOL_TIMEOUT,
+    ) -> EsptoolResult:
+        cmd = [sys.executable, "-m", "esptool", "--port", port]
+        if chip:
+            cmd += ["--chip", chip]
+        if resets:
+            cmd += ["--before", "no-reset", "--after", "no-reset"]
+        proc = subprocess.run(
+            [*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env
+        )
+        return EsptoolResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
