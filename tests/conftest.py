@@ -39,6 +39,8 @@ def make_board():
     yield make
     for board in boards:
         board.close()
+    faults = [fault for board in boards for fault in board.faults]
+    assert not faults, "simulator internal errors:\n" + "\n".join(faults)
 
 
 @pytest.fixture

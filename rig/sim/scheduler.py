@@ -6,14 +6,21 @@ import heapq
 import itertools
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 
 class Scheduler:
     """``call_later(delay, fn)`` runs ``fn`` on the scheduler thread, under the board's lock."""
 
-    def __init__(self, lock: threading.RLock, name: str = "sim") -> None:
+    def __init__(
+        self,
+        lock: threading.RLock,
+        name: str = "sim",
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self._lock = lock
+        self._on_error = on_error
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cv = threading.Condition()
@@ -44,4 +51,9 @@ class Scheduler:
                     return
                 _, _, fn = heapq.heappop(self._heap)
             with self._lock:
-                fn()
+                try:
+                    fn()
+                except Exception:
+                    if self._on_error is None:
+                        raise
+                    self._on_error(traceback.format_exc())
