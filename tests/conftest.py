@@ -43,6 +43,24 @@ def make_board():
     assert not faults, "simulator internal errors:\n" + "\n".join(faults)
 
 
+@pytest.fixture(scope="module")
+def shared_board(request):
+    """One simulated L7X per test module (and xdist worker), for tests that reset it anyway."""
+    board = SimBoard("l7x", boot="download", seed=f"shared-{request.module.__name__}")
+    yield board
+    board.close()
+    assert not board.faults, "simulator internal errors:\n" + "\n".join(board.faults)
+
+
+@pytest.fixture
+def dut(shared_board) -> SimBoard:
+    """The module's shared board, freshly reset into ROM download mode with blank flash."""
+    shared_board.boot_into("download")
+    shared_board.flash.preload(0, b"\xff" * shared_board.flash.size)
+    assert shared_board.mode == "download"
+    return shared_board
+
+
 @pytest.fixture
 def board(make_board) -> SimBoard:
     """A simulated L7X in ROM download mode (power held, IO0 latched low), blank flash."""

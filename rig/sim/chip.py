@@ -43,6 +43,9 @@ class Uart:
     def reset_baud(self, baud: int) -> None: ...
     def wait_sent(self, timeout: float = 5.0) -> bool: ...
 
+    baud: int  # current line rate
+    autobaud: bool  # follow the host's rate (the ROM loader's SYNC detection)
+
 
 class Timers:
     """Deferred work (console lines): ``call_later(delay, fn)``."""
@@ -90,7 +93,6 @@ class Esp32Chip:
         self.mode = "off"  # off | reset | download | stub | firmware | halted
         self.loader: Loader | None = None
         self.strap = 0
-        self.baud = ROM_BAUD
         self.apb_hz = 40_000_000
         self.epoch = 0  # bumped at every reset/power event; stale timers check it
         self.console: collections.deque[str] = collections.deque(maxlen=4096)  # recent lines
@@ -129,12 +131,13 @@ class Esp32Chip:
         self.registers.reset()
         self.apb_hz = 40_000_000
         self.uart.reset_baud(ROM_BAUD)
-        self.baud = ROM_BAUD
+        self.uart.autobaud = False
 
     def _boot(self, reason: int) -> None:
         if self.strap == STRAP_DOWNLOAD:
             self.mode = "download"
             self.loader = RomLoader(self)
+            self.uart.autobaud = True
             self._play(boot.download_boot(reason))
         else:
             self.mode = "firmware"
@@ -158,6 +161,7 @@ class Esp32Chip:
         if stub is not None and segments.get(stub[0]) == stub[1]:
             self.mode = "stub"
             self.loader = StubLoader(self)
+            self.uart.autobaud = False
             self.apb_hz = 80_000_000  # the stub switches the CPU to the PLL (240 MHz, APB 80)
             self.send_frame(b"OHAI")
             return
@@ -211,8 +215,13 @@ class Esp32Chip:
     def send_frame(self, payload: bytes) -> None:
         self.uart.send(slip.encode(payload))
 
+    @property
+    def baud(self) -> int:
+        """The UART's current rate (after the ROM's autobaud or a CHANGE_BAUDRATE)."""
+        return self.uart.baud
+
     def set_baud(self, baud: int) -> None:
-        self.baud = baud
+        self.uart.autobaud = False
         self.uart.set_baud(baud)
 
     # -- register helpers -----------------------------------------------------------------------

@@ -42,9 +42,10 @@ def mac_from_seed(seed: str | int) -> bytes:
 
 
 def mac_crc8(mac: bytes) -> int:
-    """CRC-8/MAXIM over the MAC as stored in eFuse (low byte first), as espefuse checks it."""
+    """CRC-8/MAXIM over the MAC in display order: espefuse ``EfuseMacField.calc_crc`` (the ROM's
+    ``esp_crc8``)."""
     crc = 0
-    for byte in reversed(mac):
+    for byte in mac:
         crc ^= byte
         for _ in range(8):
             crc = (crc >> 1) ^ 0x8C if crc & 1 else crc >> 1

@@ -164,7 +164,7 @@ class NorFlash:
         the "SFDP" signature at 0 to check the SPI connection (fact sheet §4).
         """
         density_bits = self.size * 8 - 1
-        header = b"SFDP" + bytes([0x05, 0x01, 0x00, 0xFF])  # rev 1.5, 1 header, unused
+        header = b"SFDP" + bytes([0x05, 0x01, 0x01, 0xFF])  # rev 1.5, 2 headers (0-based), -
         param = bytes([0x00, 0x05, 0x01, 0x10, 0x80, 0x00, 0x00, 0xFF])  # BFPT at 0x80, 16 dw
         vendor = bytes([0xEF, 0x00, 0x01, 0x01, 0x00, 0x01, 0x00, 0xFF])  # 0x10: Winbond id
         table = bytearray(b"\xff" * 0x100)

@@ -82,7 +82,8 @@ class RomLoader(Loader):
 
     def flash_begin(self, req: Request) -> Reply:
         erase_size, _blocks, block_size, offset = req.words(4)
-        self.require_attached()
+        if erase_size:  # FLASH_BEGIN(0, 0) is esptool's no-op prelude to a "run user code" END
+            self.require_attached()
         self.check_range(offset, erase_size)
         self.erase(offset, erase_size)
         self.flash_write = FlashWrite(offset=offset, size=erase_size, block_size=block_size)

@@ -17,6 +17,7 @@ import collections
 import errno
 import os
 import pty
+import random
 import select
 import termios
 import threading
@@ -71,6 +72,10 @@ class PtyUart:
         self._on_host_close = on_host_close
         self.pacing = pacing
         self.baud = baud  # the chip's UART rate (what pacing uses)
+        # The ESP32 ROM loader measures the host's rate on the SYNC preamble (0x55 pattern) and
+        # follows it; the stub and a firmware run at a fixed rate. The chip sets this flag.
+        self.autobaud = False
+        self._noise = random.Random(0x5EED)
         self._master, slave = pty.openpty()
         tty.setraw(slave)
         attrs = termios.tcgetattr(slave)
@@ -171,9 +176,11 @@ class PtyUart:
                 if data:
                     self.host_open = True
                     self.bytes_in += len(data)
+                    data = self._through_line(data, receiving=True)
                     if self.pacing:
                         self._rx_rate.wait(len(data), self.baud)
-                    self._on_receive(data)
+                    if data:
+                        self._on_receive(data)
                     continue
             if hup:
                 if self.host_open:
@@ -205,11 +212,28 @@ class PtyUart:
                 chunk = view[: PACED_CHUNK if self.pacing else CHUNK]
                 if self.pacing:
                     self._tx_rate.wait(len(chunk), self.baud)
-                written = self._write(chunk)
-                view = view[written:]
+                wire = self._through_line(bytes(chunk), receiving=False)
+                self._write(memoryview(wire))
+                view = view[len(chunk) :]
             with self._cv:
                 if not self._queue:
                     self._cv.notify_all()
+
+    def _through_line(self, data: bytes, receiving: bool) -> bytes:
+        """What the other end samples: the bytes themselves only if both ends agree on the rate.
+
+        A UART tolerates a few percent of rate error; beyond that the receiver samples the
+        wrong bit cells and delivers garbage (a different number of wrong bytes), which is how
+        a failed baud switch shows on real hardware.
+        """
+        host = self.host_baud()
+        if host is None or abs(host - self.baud) <= 0.03 * self.baud:
+            return data
+        if receiving and self.autobaud:
+            self.baud = host  # the ROM locks onto the host's rate
+            return data
+        sender, sampler = (host, self.baud) if receiving else (self.baud, host)
+        return self._noise.randbytes(max(1, round(len(data) * sampler / sender)))
 
     def _write(self, chunk: memoryview) -> int:
         while not self._closed:
