@@ -1,0 +1,571 @@
+"""The config layer: shipped files load; a bad file fails at its file:line with a clear message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rig import config
+from rig.config import (
+    BoardType,
+    ConfigError,
+    Station,
+    Step,
+    builtin_configs_dir,
+    check_files,
+    default_station,
+    json_schema,
+    load_board,
+    load_boards,
+    load_station,
+    station_from_env,
+)
+from rig.yamlpos import YamlError, load_yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BOARDS_DIR = builtin_configs_dir() / "boards"
+STATIONS_DIR = builtin_configs_dir() / "stations"
+
+APP = b"\xe9\x03\x02\x20" + hashlib.shake_256(b"test app").digest(8188)  # 8 KB "image"
+APP_SHA = hashlib.sha256(APP).hexdigest()
+
+BOARD = """\
+name: tb
+description: a test board
+chip: esp32
+flash: {size: 4MB}
+serial:
+  modem_lines: false
+  console_baud: 115200
+  bauds: [921600, 115200]
+relays: [io0, power]
+sequences:
+  download:
+    - {close: io0}
+    - {press: power}
+    - {wait: 0.3}
+    - {open: io0}
+  run:
+    - {release: power}
+  off:
+    - {release: power}
+    - {open: io0}
+firmware:
+  - name: app
+    file: ../firmware/app.bin
+    offset: 0x10000
+    sha256: SHA
+    console: hello
+"""
+
+STATION = """\
+name: ts
+backups: backups
+locks: locks
+pins: {backend: gpiod}
+slots:
+  - id: a-1
+    board: l7x
+    port: /dev/ttyUSB0
+    relays:
+      io0: {pin: 17}
+      power: {pin: 27}
+  - id: a-2
+    board: esp32-devkitc
+    usb_serial: "0001"
+    relays:
+      io0: {pin: 22}
+      reset: {pin: 23, active_low: false}
+"""
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    """1-based number of the line holding the nth occurrence of needle."""
+    lines = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return lines[nth - 1]
+
+
+@pytest.fixture
+def board_file(tmp_path):
+    """Write a board file (default: the valid BOARD) and its firmware file into tmp_path."""
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "app.bin").write_bytes(APP)
+    (tmp_path / "boards").mkdir()
+
+    def write(text: str = BOARD, name: str = "tb") -> Path:
+        path = tmp_path / "boards" / f"{name}.yaml"
+        path.write_text(text.replace("SHA", APP_SHA))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def station_file(tmp_path):
+    (tmp_path / "stations").mkdir()
+
+    def write(text: str = STATION) -> Path:
+        path = tmp_path / "stations" / "ts.yaml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def only_error(path: Path, line: int) -> ConfigError:
+    """check_files finds exactly one problem, at ``path:line:``; loading raises the same one."""
+    errors = check_files([path])
+    assert len(errors) == 1, "\n".join(map(str, errors))
+    (error,) = errors
+    assert str(error).startswith(f"{path}:{line}:"), str(error)
+    assert (error.file, error.line) == (path, line)
+    loader = load_station if path.parent.name == "stations" else load_board
+    with pytest.raises(ConfigError) as raised:
+        loader(path)
+    assert str(raised.value) == str(error)
+    return error
+
+
+# -- shipped configs -------------------------------------------------------------------------------
+def test_shipped_configs_have_no_problems():
+    assert check_files() == []
+    assert check_files([REPO / "configs"]) == []
+
+
+def test_top_level_configs_is_the_package_copy():
+    assert (REPO / "configs").resolve() == builtin_configs_dir().resolve()
+    assert builtin_configs_dir() == Path(config.__file__).resolve().parent / "configs"
+
+
+def test_shipped_boards_load():
+    boards = load_boards([BOARDS_DIR])
+    assert sorted(boards) == ["esp32-devkitc", "l7x"]
+    l7x = boards["l7x"]
+    assert l7x.source == BOARDS_DIR / "l7x.yaml"
+    assert (l7x.chip, l7x.flash_size) == ("esp32", 4 * 1024 * 1024)
+    assert l7x.serial.modem_lines is False
+    assert l7x.serial.console_baud == 115200
+    assert l7x.serial.bauds == (921600, 460800, 230400, 115200)
+    assert l7x.relays == ("io0", "power")
+    assert l7x.roles_used() == {"io0", "power"}
+    assert [str(s) for s in l7x.sequences.download] == [
+        "close io0",
+        "press power",
+        "wait 0.3 s",
+        "open io0",
+    ]
+    assert l7x.sequences["off"] == l7x.sequences.off
+    assert [fw.name for fw in l7x.firmware] == ["vendor-l7x", "custom-grbl"]
+    assert {fw.offset for fw in l7x.firmware} == {0x10000}
+    assert [r.name for r in l7x.layout][:2] == ["bootloader", "partition-table"]
+    devkit = boards["esp32-devkitc"]
+    assert devkit.serial.modem_lines is True
+    assert devkit.relays == ("io0", "reset")
+    assert str(devkit.sequences.download[1]) == "pulse reset 100 ms"
+    assert devkit.sequences.download[1].seconds == pytest.approx(0.1)
+
+
+def test_shipped_firmware_is_the_synthetic_images_with_the_declared_sha256():
+    from rig.images import synthetic
+
+    l7x = load_board(BOARDS_DIR / "l7x.yaml")
+    expected = {
+        "vendor-l7x": synthetic.vendor_l7x_app(),
+        "custom-grbl": synthetic.custom_grbl_app(),
+    }
+    for fw in l7x.firmware:
+        # If this fails after a change to rig.images.synthetic, regenerate the file
+        # (Path(fw.file).write_bytes(synthetic.<name>_app())) and update the sha256 in l7x.yaml.
+        assert fw.read() == expected[fw.name], fw.name
+        assert hashlib.sha256(expected[fw.name]).hexdigest() == fw.sha256
+    vendor, custom = (l7x.firmware_named(n) for n in ("vendor-l7x", "custom-grbl"))
+    assert vendor.pattern.search(synthetic.VENDOR_L7X.banner)
+    assert not vendor.pattern.search(synthetic.CUSTOM_GRBL.banner)
+    assert custom.pattern.search(synthetic.CUSTOM_GRBL.banner)
+    with pytest.raises(KeyError, match="catalog: vendor-l7x, custom-grbl"):
+        l7x.firmware_named("nope")
+
+
+def test_sim_station_is_the_default(monkeypatch):
+    monkeypatch.delenv("RIG_STATION", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    station = default_station()
+    assert station.name == "sim"
+    assert station.source == STATIONS_DIR / "sim.yaml"
+    assert station.pins.backend == "sim"
+    assert station.backups == Path.home() / ".local/share/rig/backups"
+    assert station.locks == Path("/tmp/rig-locks")
+    l7x = [s for s in station.slots if s.board == "l7x"]
+    devkits = [s for s in station.slots if s.board == "esp32-devkitc"]
+    assert [s.id for s in l7x] == ["l7x-1", "l7x-2", "l7x-3", "l7x-4"]
+    assert [s.id for s in devkits] == ["devkitc-1", "devkitc-2"]
+    assert all(set(s.relays) == {"io0", "power"} and s.simulated.variant == "l7x" for s in l7x)
+    assert all(
+        set(s.relays) == {"io0", "reset"} and s.simulated.variant == "devkit" for s in devkits
+    )
+    pins = [ch.pin for s in station.slots for ch in s.relays.values()]
+    assert len(pins) == len(set(pins))
+    assert station.board_of("l7x-1").name == "l7x"
+    assert station.board_of(station.slot("devkitc-2")).relays == ("io0", "reset")
+    assert station_from_env(None) == station
+
+
+def test_locks_dir_follows_xdg_runtime_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert default_station().locks == tmp_path / "rig-locks"
+
+
+def test_station_from_env_prefers_the_argument_then_rig_station(monkeypatch):
+    example = STATIONS_DIR / "pi-example.yaml"
+    monkeypatch.setenv("RIG_STATION", str(example))
+    assert station_from_env(None).name == "pi-bench"
+    assert station_from_env(str(STATIONS_DIR / "sim.yaml")).name == "sim"
+
+
+def test_pi_example_station():
+    station = load_station(STATIONS_DIR / "pi-example.yaml")
+    assert station.pins.backend == "gpiod"
+    assert station.pins.chip == "pinctrl-rp1"
+    assert station.locks == Path("/run/lock/rig")
+    first = station.slot("l7x-1")
+    assert first.port == "/dev/serial/by-id/usb-1a86_USB_Serial-if00-port0"
+    assert first.expected_mac == "24:0a:c4:12:34:56"
+    assert all(ch.active_low for ch in first.relays.values())
+    assert station.slot("l7x-2").relays["io0"].bcm == 22
+    by_serial = [s for s in station.slots if s.usb_serial]
+    assert [s.usb_serial for s in by_serial] == ["0215A3F7"]
+    assert all(s.simulated is None for s in station.slots)
+
+
+def test_loaded_objects_are_frozen():
+    board = load_board(BOARDS_DIR / "l7x.yaml")
+    station = default_station()
+    for obj, attr, value in (
+        (board, "name", "x"),
+        (board.serial, "console_baud", 9600),
+        (board.sequences.download[0], "role", "power"),
+        (board.firmware[0], "offset", 0),
+        (station, "name", "x"),
+        (station.slots[0], "board", "x"),
+        (station.slots[0].relays["io0"], "pin", 3),
+        (station.pins, "backend", "gpiod"),
+    ):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(obj, attr, value)
+    assert isinstance(board.relays, tuple) and isinstance(station.slots, tuple)
+
+
+# -- one problem, one error at the right place -----------------------------------------------------
+def test_yaml_syntax_error(board_file):
+    path = board_file(BOARD.replace("chip: esp32", "chip: esp32\n  oops: [1"))
+    error = only_error(path, line_of(BOARD, "chip: esp32") + 1)
+    assert "YAML syntax error" in error.message
+
+
+def test_duplicate_key(board_file):
+    text = BOARD.replace("relays: [io0, power]", "relays: [io0, power]\nchip: esp32")
+    error = only_error(board_file(text), line_of(text, "chip:", 2))
+    assert error.message == f"duplicate key 'chip' (first at line {line_of(text, 'chip:')})"
+    assert (error.where, error.col) == ("chip", 1)
+
+
+def test_unknown_key_suggests_the_known_one(board_file):
+    text = BOARD.replace("  console_baud:", "  console_bau:")
+    error = only_error(board_file(text), line_of(text, "console_bau:"))
+    assert error.where == "serial.console_bau"
+    assert "unknown key 'console_bau'; did you mean 'console_baud'?" in error.message
+
+
+def test_wrong_type(board_file):
+    text = BOARD.replace("console_baud: 115200", "console_baud: fast")
+    error = only_error(board_file(text), line_of(text, "console_baud"))
+    assert str(error).endswith("serial.console_baud: Input should be a valid integer (got 'fast')")
+    assert "\n" not in str(error)
+
+
+def test_unknown_board_type(station_file):
+    text = STATION.replace("board: l7x", "board: l8x")
+    error = only_error(station_file(text), line_of(text, "board: l8x"))
+    assert error.where == "slots[0].board"
+    assert error.message == "unknown board type 'l8x' (known: esp32-devkitc, l7x)"
+
+
+def test_unwired_relay_role(station_file):
+    text = STATION.replace("      power: {pin: 27}\n", "")
+    error = only_error(station_file(text), line_of(text, "relays:"))
+    assert error.where == "slots[0].relays"
+    assert "board l7x uses relay power in its sequences" in error.message
+
+
+def test_pin_used_twice(station_file):
+    text = STATION.replace("io0: {pin: 22}", "io0: {pin: 27}")
+    error = only_error(station_file(text), line_of(text, "io0: {pin: 27}"))
+    assert str(error).endswith(
+        "slots[1].relays.io0.pin: pin 27 is already used by power of slot a-1"
+    )
+    assert error.col == len("      io0: {") + 1  # at the pin key
+
+
+def test_gpiod_line_name_and_bcm_number_are_the_same_pin(station_file):
+    text = STATION.replace("io0: {pin: 22}", "io0: {pin: GPIO17}")
+    error = only_error(station_file(text), line_of(text, "GPIO17"))
+    assert error.message == "pin GPIO17 is already used by io0 of slot a-1"
+
+
+def test_negative_wait(board_file):
+    text = BOARD.replace("{wait: 0.3}", "{wait: -0.3}")
+    error = only_error(board_file(text), line_of(text, "wait: -0.3"))
+    assert error.where == "sequences.download[2].wait"
+    assert error.message == "wait must be between 0 and 60 seconds (got -0.3)"
+
+
+def test_wait_longer_than_the_limit(board_file):
+    text = BOARD.replace("{wait: 0.3}", "{wait: 61}")
+    error = only_error(board_file(text), line_of(text, "wait: 61"))
+    assert "between 0 and 60 seconds" in error.message
+
+
+def test_unaligned_offset(board_file):
+    text = BOARD.replace("offset: 0x10000", "offset: 0x10800")
+    error = only_error(board_file(text), line_of(text, "offset:"))
+    assert error.where == "firmware[0].offset"
+    assert error.message == "offset 0x10800 is not aligned to a 4 KB flash sector (0x1000)"
+
+
+def test_missing_firmware_file(board_file, tmp_path):
+    text = BOARD.replace("../firmware/app.bin", "../firmware/gone.bin")
+    error = only_error(board_file(text), line_of(text, "gone.bin"))
+    assert error.where == "firmware[0].file"
+    assert error.message == f"firmware file {tmp_path / 'firmware' / 'gone.bin'} does not exist"
+
+
+def test_sha256_malformed(board_file):
+    text = BOARD.replace("sha256: SHA", "sha256: SHAz")
+    error = only_error(board_file(text), line_of(text, "sha256:"))
+    assert error.where == "firmware[0].sha256"
+    assert error.message.startswith("sha256 must be 64 hex digits (got 65 characters")
+
+
+def test_sha256_mismatch(board_file):
+    wrong = "ab" * 32
+    text = BOARD.replace("sha256: SHA", f"sha256: {wrong}")
+    error = only_error(board_file(text), line_of(text, "sha256:"))
+    assert error.message == f"sha256 mismatch: app.bin hashes to {APP_SHA}"
+
+
+def test_offset_outside_flash(board_file):
+    text = BOARD.replace("offset: 0x10000", "offset: 0x400000")
+    error = only_error(board_file(text), line_of(text, "offset:"))
+    assert error.message == "offset 0x400000 is outside the 4 MB flash (0x0..0x3fffff)"
+    text = BOARD.replace("offset: 0x10000", "offset: 0x3ff000")
+    error = only_error(board_file(text), line_of(text, "offset:"))
+    assert "app.bin (8192 bytes at 0x3ff000) ends at 0x401000, past the end" in error.message
+
+
+def test_bare_off_is_a_string_key_and_yaml_1_1_booleans_are_not_booleans(board_file):
+    assert "\n  off:\n" in BOARD  # unquoted
+    board = load_board(board_file())
+    assert [str(s) for s in board.sequences.off] == ["release power", "open io0"]
+    text = BOARD.replace("modem_lines: false", "modem_lines: off")
+    error = only_error(board_file(text), line_of(text, "modem_lines"))
+    assert error.message.startswith("Input should be a valid boolean (got 'off')")
+
+
+def test_sequence_role_not_declared_by_the_board(board_file):
+    text = BOARD.replace("relays: [io0, power]", "relays: [io0]")
+    errors = check_files([board_file(text)])
+    assert [(e.line, e.where) for e in errors] == [
+        (line_of(text, "press: power"), "sequences.download[1].press"),
+        (line_of(text, "release: power"), "sequences.run[0].release"),
+        (line_of(text, "release: power", 2), "sequences.off[0].release"),
+    ]
+    assert "relay power is not one of this board's relays (io0)" in errors[0].message
+
+
+def test_board_name_must_match_its_file(board_file):
+    error = only_error(board_file(name="other"), 1)
+    assert error.message == "board 'tb' must be in tb.yaml (the file is other.yaml)"
+
+
+def test_pulse_needs_ms_and_steps_have_one_action(board_file):
+    text = BOARD.replace("- {release: power}\n  off", "- {pulse: power}\n  off")
+    error = only_error(board_file(text), line_of(text, "pulse: power"))
+    assert error.message == "a pulse needs its length: {pulse: ROLE, ms: 100}"
+    text = BOARD.replace("{open: io0}\n  run", "{open: io0, close: io0}\n  run")
+    error = only_error(board_file(text), line_of(text, "open: io0, close"))
+    assert "a step has exactly one of" in error.message
+
+
+def test_missing_key_names_it(board_file):
+    text = BOARD.replace("description: a test board\n", "")
+    error = only_error(board_file(text), 1)
+    assert str(error).endswith(": description: missing required key 'description'")
+
+
+def test_slot_ids_unique_and_port_required(station_file):
+    text = STATION.replace("id: a-2", "id: a-1")
+    error = only_error(station_file(text), line_of(text, "id: a-1", 2))
+    assert error.message == "slot id a-1 is already used by slots[0]"
+    text = STATION.replace("    port: /dev/ttyUSB0\n", "")
+    error = only_error(station_file(text), line_of(text, "id: a-1"))
+    assert error.where == "slots[0]" and "a slot needs a serial port" in error.message
+
+
+def test_rpigpio_needs_bcm_numbers_and_has_no_chip(station_file):
+    text = STATION.replace("backend: gpiod", "backend: rpigpio").replace("pin: 17", "pin: GPIO5")
+    error = only_error(station_file(text), line_of(text, "GPIO5"))
+    assert "RPi.GPIO takes BCM numbers" in error.message
+    text = STATION.replace("backend: gpiod", "backend: rpigpio, chip: gpiochip0")
+    error = only_error(station_file(text), line_of(text, "rpigpio"))
+    assert error.where == "pins.chip"
+
+
+def test_simulated_slots_need_the_sim_backend(station_file):
+    text = STATION.replace("    port: /dev/ttyUSB0\n", "    simulated: {variant: l7x, seed: s1}\n")
+    error = only_error(station_file(text), line_of(text, "simulated:"))
+    assert error.message == "a simulated slot needs pins: {backend: sim} (this station: gpiod)"
+
+
+def test_paths_expand_env_and_resolve_against_the_file(station_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("RIG_TEST_DIR", "/srv/rig")
+    monkeypatch.delenv("RIG_UNSET_VAR", raising=False)
+    text = STATION.replace("backups: backups", "backups: $RIG_TEST_DIR/backups")
+    station = load_station(station_file(text))
+    assert station.backups == Path("/srv/rig/backups")
+    assert station.locks == tmp_path / "stations" / "locks"
+    text = STATION.replace("locks: locks", "locks: ${RIG_UNSET_VAR}/locks")
+    error = only_error(station_file(text), line_of(text, "locks:"))
+    assert error.message.startswith("environment variable RIG_UNSET_VAR is not set")
+
+
+def test_mac_is_normalised(station_file):
+    text = STATION.replace(
+        "    port: /dev/ttyUSB0\n", "    port: /dev/ttyUSB0\n    expected_mac: 24-0A-C4-12-34-56\n"
+    )
+    assert load_station(station_file(text)).slots[0].expected_mac == "24:0a:c4:12:34:56"
+
+
+# -- several problems ------------------------------------------------------------------------------
+def test_check_files_reports_every_problem_in_a_file(station_file):
+    text = (
+        STATION.replace("board: l7x", "board: nope")
+        .replace("io0: {pin: 22}", "io0: {pin: 17}")
+        .replace("id: a-2", "id: a-1")
+    )
+    path = station_file(text)
+    errors = check_files([path])
+    assert [(e.line, e.where) for e in errors] == [
+        (line_of(text, "board: nope"), "slots[0].board"),
+        (line_of(text, "id: a-1", 2), "slots[1].id"),
+        (line_of(text, "io0: {pin: 17}", 2), "slots[1].relays.io0.pin"),
+    ]
+    with pytest.raises(ConfigError) as raised:
+        load_station(path)
+    assert [str(e) for e in raised.value.errors] == [str(e) for e in errors]
+    assert raised.value.report().count("\n") == 2
+
+
+def test_check_files_reports_field_problems_together(board_file, tmp_path):
+    text = (
+        BOARD.replace("size: 4MB", "size: 3MB")
+        .replace("console_baud: 115200", "console_baud: true")
+        .replace("{wait: 0.3}", "{wait: -1}")
+        .replace("offset: 0x10000", "offset: 0x10001")
+    )
+    errors = check_files([board_file(text), tmp_path / "missing.yaml"])
+    assert [e.where for e in errors] == [
+        "",
+        "flash.size",
+        "serial.console_baud",
+        "sequences.download[2].wait",
+        "firmware[0].offset",
+    ]
+    assert str(errors[0]) == f"{tmp_path / 'missing.yaml'}: no such file"
+
+
+def test_check_files_uses_the_board_files_being_checked(board_file, station_file):
+    board_file()
+    text = STATION.replace("board: l7x", "board: tb")
+    assert check_files([station_file(text)]) == []  # ../boards beside the station
+    assert load_station(station_file(text)).board_of("a-1").name == "tb"
+
+
+# -- schema ----------------------------------------------------------------------------------------
+def test_json_schema_validates_shipped_files():
+    jsonschema = pytest.importorskip("jsonschema")
+    schemas = json.loads(json.dumps(json_schema()))
+    assert set(schemas) == {"board", "station"}
+    for kind, files in (
+        ("board", [BOARDS_DIR / "l7x.yaml", BOARDS_DIR / "esp32-devkitc.yaml"]),
+        ("station", [STATIONS_DIR / "sim.yaml", STATIONS_DIR / "pi-example.yaml"]),
+    ):
+        validator = jsonschema.Draft202012Validator(schemas[kind])
+        validator.check_schema(schemas[kind])
+        for file in files:
+            data = load_yaml(file.read_text()).data
+            assert not list(validator.iter_errors(data)), file
+    board = load_yaml((BOARDS_DIR / "l7x.yaml").read_text()).data
+    board["sequences"]["run"].append({"wait": 1, "close": "io0"})
+    board["serial"]["colour"] = "blue"
+    assert len(list(jsonschema.Draft202012Validator(schemas["board"]).iter_errors(board))) == 2
+    assert "source" not in schemas["board"]["properties"]
+    assert "boards" not in schemas["station"]["properties"]
+
+
+# -- building blocks -------------------------------------------------------------------------------
+def test_steps():
+    assert Step.model_validate({"pulse": "reset", "ms": 250}, context={}).seconds == 0.25
+    step = Step(action="wait", seconds=0.5)
+    assert (str(step), step.as_yaml()) == ("wait 0.5 s", {"wait": 0.5})
+    assert Step.model_validate({"press": "power"}, context={}).as_yaml() == {"press": "power"}
+    with pytest.raises(ValidationError, match="unknown relay role 'fan'"):
+        Step.model_validate({"close": "fan"}, context={})
+    with pytest.raises(ValidationError, match="needs a role"):
+        Step(action="close")
+
+
+def test_direct_construction_still_cross_checks():
+    data = load_yaml((BOARDS_DIR / "l7x.yaml").read_text()).data
+    data["relays"] = ["io0"]
+    data["firmware"] = []
+    with pytest.raises(ValidationError, match="relay power is not one of this board's relays"):
+        BoardType.model_validate(data)
+    station = load_yaml((STATIONS_DIR / "sim.yaml").read_text()).data
+    station["slots"][1]["relays"]["io0"]["pin"] = 17
+    with pytest.raises(ValidationError, match="pin 17 is already used by io0 of slot l7x-1"):
+        Station.model_validate(station)
+
+
+def test_config_error_format():
+    error = ConfigError("a/b.yaml", 3, 7, "slots[0].id", "bad")
+    assert str(error) == "a/b.yaml:3:7: slots[0].id: bad"
+    assert str(ConfigError("a.yaml", 1, 1, "", "YAML syntax error: x")) == (
+        "a.yaml:1:1: YAML syntax error: x"
+    )
+    assert error.errors == (error,)
+
+
+def test_yaml_reader_positions_and_core_schema():
+    doc = load_yaml("a: 1\nb:\n  - {c: 0x10, d: on}\n  - 12:30\noff: yes\ne: 0o17\nf: 1.5e3\n")
+    assert doc.data == {
+        "a": 1,
+        "b": [{"c": 16, "d": "on"}, "12:30"],
+        "off": "yes",
+        "e": 15,
+        "f": 1500.0,
+    }
+    assert doc.positions[("b", 0, "d")] == (3, 15)
+    assert doc.positions[("b", 1)] == (4, 5)
+    assert doc.positions[("off",)] == (5, 1)
+    assert doc.position(("b", 0, "zz")) == (3, 5)
+    with pytest.raises(YamlError, match="duplicate key 'x'") as raised:
+        load_yaml("x: 1\ny:\n  x: 2\nx: 3\n")
+    assert (raised.value.line, raised.value.col) == (4, 1)
+    with pytest.raises(YamlError, match="merge keys"):
+        load_yaml("a: &a {x: 1}\nb:\n  <<: *a\n")
+    with pytest.raises(YamlError, match="unsupported YAML tag"):
+        load_yaml("a: !!python/object:os.system x\n")
