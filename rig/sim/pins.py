@@ -24,7 +24,11 @@ __all__ = ["SimPin", "SimPinFactory"]
 
 
 class SimPin(BasePin):
-    """A line wired to ``board``'s ``contact`` through a relay of polarity ``relay_active_low``."""
+    """A line wired to ``board``'s ``contact`` through a relay of polarity ``relay_active_low``.
+
+    ``contact=None`` is a relay whose contact reaches nothing (a broken or missing wire): the
+    line and relay behave, the board never notices.
+    """
 
     def __init__(
         self,
@@ -32,8 +36,8 @@ class SimPin(BasePin):
         label: str,
         active_low: bool,
         *,
-        board: SimBoard,
-        contact: str,
+        board: SimBoard | None,
+        contact: str | None,
         relay_active_low: bool,
     ) -> None:
         super().__init__(key, label, active_low)
@@ -50,7 +54,8 @@ class SimPin(BasePin):
         return level_for(True, self.relay_active_low) == self.level
 
     def _apply(self) -> None:
-        self.board.set_contact(self.contact, self.energised)
+        if self.board is not None and self.contact is not None:
+            self.board.set_contact(self.contact, self.energised)
 
     def _drive(self, active: bool) -> None:
         self.level = level_for(active, self.active_low)
@@ -65,13 +70,14 @@ class SimPin(BasePin):
 class SimPinFactory(BaseFactory):
     """Pins wired to simulated boards: ``wiring[pin] = (board, contact)``.
 
-    ``relay_active_low[pin]`` overrides the relay board's actual polarity for one pin (default:
-    the polarity the pin is requested with, i.e. a correct config).
+    A contact of ``None`` models a relay that does not reach the board (a fault: the rig drives
+    it, nothing happens). ``relay_active_low[pin]`` overrides the relay board's actual polarity
+    for one pin (default: the polarity the pin is requested with, i.e. a correct config).
     """
 
     def __init__(
         self,
-        wiring: Mapping[int | str, tuple[SimBoard, str]],
+        wiring: Mapping[int | str, tuple[SimBoard | None, str | None]],
         *,
         relay_active_low: Mapping[int | str, bool] | None = None,
     ) -> None:
@@ -90,10 +96,11 @@ class SimPinFactory(BaseFactory):
 
     def _open(self, key, pin, *, active_low: bool, label: str) -> BasePin:
         board, contact = self.wiring[key]
-        try:
-            board.contact(contact)
-        except ValueError as exc:
-            raise PinError(f"simulated pin {pin!r}: {exc}") from exc
+        if board is not None and contact is not None:
+            try:
+                board.contact(contact)
+            except ValueError as exc:
+                raise PinError(f"simulated pin {pin!r}: {exc}") from exc
         new = SimPin(
             key,
             label,
