@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sys
@@ -15,10 +16,206 @@ from rich.console import Console
 from . import __version__
 
 
+class BadInput(click.ClickException):
+    """Bad input or config: one clear message, exit 2, nothing touched."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class OperationFailed(click.ClickException):
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"failed: {self.format_message()}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rig")
 def main() -> None:
     """Hardware-in-the-loop flashing rig for ESP32 boards without auto-reset."""
+
+
+station_option = click.option(
+    "--station",
+    "station_path",
+    type=click.Path(dir_okay=False),
+    envvar="RIG_STATION",
+    help="Station file (env RIG_STATION; default: the embedded simulated station).",
+)
+
+
+def _load_station(station_path: str | None):
+    from . import config
+
+    try:
+        return config.station_from_env(station_path)
+    except config.ConfigError as err:
+        raise BadInput(err.report() if hasattr(err, "report") else str(err)) from err
+
+
+@main.command("check")
+@click.argument("files", nargs=-1, type=click.Path(exists=True))
+def check_command(files):
+    """Validate board and station files (default: every shipped config)."""
+    from . import config
+
+    errors = config.check_files(files or None)
+    for error in errors:
+        click.echo(str(error), err=True)
+    if errors:
+        raise SystemExit(2)
+    click.echo(f"ok: {', '.join(files) if files else 'all shipped configs'}")
+
+
+@main.command("schema")
+def schema_command():
+    """Print the JSON Schema of board and station files (for editor completion)."""
+    from . import config
+
+    click.echo(json.dumps(config.json_schema(), indent=2))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _print_rows(title: str, rows: list[dict], as_json: bool) -> None:
+    """One table for people, the same rows as JSON for machines."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, column in enumerate(rows[0] if rows else ()):
+        table.add_column(column, no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in row.values()))
+    Console().print(table)
+
+
+@main.command("boards")
+@station_option
+@json_option
+def boards_command(station_path, as_json):
+    """List the board types."""
+    station = _load_station(station_path)
+    rows = [
+        {
+            "name": board.name,
+            "chip": board.chip,
+            "flash": f"{board.flash_size // 0x100000}MB",
+            "modem_lines": board.serial.modem_lines,
+            "relays": list(board.relays),
+            "firmware": [fw.name for fw in board.firmware],
+            "description": board.description,
+        }
+        for board in sorted(station.boards.values(), key=lambda b: b.name)
+    ]
+    _print_rows("board types", rows, as_json)
+
+
+@main.command("stations")
+@station_option
+@json_option
+def stations_command(station_path, as_json):
+    """List the slots of the current station."""
+    station = _load_station(station_path)
+    rows = []
+    for slot in station.slots:
+        if slot.simulated is not None:
+            port = f"simulated {slot.simulated.variant}"
+        else:
+            port = slot.port or f"usb-serial {slot.usb_serial}"
+        relays = [
+            f"{role}={ch.pin}{' low' if ch.active_low else ' high'}"
+            for role, ch in slot.relays.items()
+        ]
+        rows.append(
+            {
+                "slot": slot.id,
+                "board": slot.board,
+                "port": port,
+                "relays": relays,
+                "expected_mac": slot.expected_mac or "",
+            }
+        )
+    _print_rows(f"station {station.name} ({station.source or 'embedded'})", rows, as_json)
+
+
+@main.command("relay")
+@station_option
+@click.option("--slot", "slot_id", help="Slot (default: the station's only slot).")
+@click.option("--release-all", is_flag=True, help="De-energise every relay of the station.")
+@click.option(
+    "--ms", type=click.IntRange(1, 60000), default=200, show_default=True, help="Pulse length."
+)
+@click.argument("role", required=False)
+@click.argument("action", required=False, type=click.Choice(["on", "off", "pulse"]))
+def relay_command(station_path, slot_id, release_all, ms, role, action):
+    """Switch one relay: ROLE on|off|pulse. `on` holds until Ctrl-C (relays never stay on
+    after the rig exits); `--release-all` de-energises everything (CI post-steps, boot)."""
+    from .locks import SlotBusy
+    from .relays import install_safety_net
+    from .station import LiveStation
+
+    cfg = _load_station(station_path)
+    if release_all:
+        if role or action or slot_id:
+            raise BadInput("--release-all takes no slot, role or action")
+    else:
+        if not role or not action:
+            raise BadInput("give ROLE and ACTION (on, off or pulse), or --release-all")
+        slot_id = _pick_slot(cfg, slot_id)
+        wired = cfg.slot(slot_id).relays
+        if role not in wired:
+            raise BadInput(f"slot {slot_id} has no {role!r} relay (wired: {', '.join(wired)})")
+    install_safety_net()
+    console = Console(stderr=True)
+    busy: list[str] = []
+    with LiveStation(cfg) as station:
+        if release_all:
+            for slot in cfg.slots:
+                try:
+                    station.open_slot(slot.id).relays.release_all()
+                    console.print(f"{slot.id}: released {', '.join(slot.relays)}")
+                except SlotBusy as err:
+                    busy.append(str(err))
+            if busy:
+                raise OperationFailed("; ".join(busy))
+            return
+        try:
+            relay = station.open_slot(slot_id).relays[role]
+        except SlotBusy as err:
+            raise OperationFailed(str(err)) from err
+        if action == "off":
+            relay.open()
+            console.print(f"{slot_id}: {role} off")
+        elif action == "pulse":
+            relay.pulse(ms / 1000)
+            console.print(f"{slot_id}: {role} pulsed for {ms} ms")
+        else:
+            relay.close()
+            console.print(f"{slot_id}: {role} on - Ctrl-C to release")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                console.print(f"{slot_id}: {role} released")
+
+
+def _pick_slot(cfg, slot_id: str | None) -> str:
+    ids = [s.id for s in cfg.slots]
+    if slot_id is None:
+        if len(ids) != 1:
+            raise BadInput(
+                f"station {cfg.name} has several slots; pick one with --slot ({', '.join(ids)})"
+            )
+        return ids[0]
+    if slot_id not in ids:
+        raise BadInput(f"no slot {slot_id!r} in station {cfg.name} (slots: {', '.join(ids)})")
+    return slot_id
 
 
 def _mac_option(ctx, param, value):

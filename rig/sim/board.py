@@ -83,6 +83,7 @@ class SimBoard:
         on_close: str = "keep",
         boot: str | None = None,
         name: str | None = None,
+        fail_connects: int = 0,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
@@ -96,6 +97,9 @@ class SimBoard:
             mac = parse_mac(mac)
         self.mac: bytes = mac if mac is not None else mac_from_seed(f"{variant}:{seed}")
         self.on_close = on_close
+        # A fault benches show: a chip that hangs silently after its first N resets into
+        # download mode, then works (a flaky contact, a marginal supply).
+        self.fail_connects = fail_connects
         self.default_boot = boot or "download"
         self.lock = threading.RLock()
         self._cut = threading.Event()  # set while a power cut / reset waits for the lock
@@ -251,13 +255,22 @@ class SimBoard:
     def _on_io0(self, closed: bool) -> None:
         pass  # sampled only at reset
 
+    def _reset_chip(self) -> None:
+        """Rising edge of EN or of the supply: the chip samples GPIO0 and boots."""
+        io0_low = self._contacts["io0"]
+        self.chip.reset(io0_low=io0_low)
+        if io0_low and self.fail_connects > 0:
+            self.fail_connects -= 1
+            self._log("chip hangs after reset (injected fault)")
+            self.chip.hang()
+
     def _on_en(self, closed: bool) -> None:
         if not self._supply():
             return
         if closed:
             self.chip.hold_in_reset()
         else:
-            self.chip.reset(io0_low=self._contacts["io0"])
+            self._reset_chip()
 
     def _on_power(self, pressed: bool) -> None:
         was_powered = self.chip.powered
@@ -271,7 +284,7 @@ class SimBoard:
                     self.chip.powered = True
                     self.chip.hold_in_reset()
                 else:
-                    self.chip.reset(io0_low=self._contacts["io0"])
+                    self._reset_chip()
             return
         if self._latched:
             if self._press_while_running:

@@ -90,7 +90,7 @@ class Esp32Chip:
             self.efuses, self.spi, uart_clkdiv=self._uart_clkdiv, strap=lambda: self.strap
         )
         self.powered = False
-        self.mode = "off"  # off | reset | download | stub | firmware | halted
+        self.mode = "off"  # off | reset | download | stub | firmware | halted | hung
         self.loader: Loader | None = None
         self.strap = 0
         self.apb_hz = 40_000_000
@@ -116,6 +116,10 @@ class Esp32Chip:
         self.resets += 1
         self.strap = STRAP_DOWNLOAD if io0_low else STRAP_SPI_BOOT
         self._boot(reason)
+
+    def hang(self) -> None:
+        """A hung chip (flaky supply, ESD, a bad crystal start): powered, silent until reset."""
+        self._stop("hung")
 
     def software_reset(self) -> None:
         """A software reset keeps the latched strapping: same boot mode, ``rst:0x3``."""

@@ -1,0 +1,129 @@
+"""Slots of the simulated station, driven through real relays, pins and serial ports."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from esptool.cmds import attach_flash, detect_chip, run_stub
+from esptool.util import FatalError
+
+from rig import config
+from rig.board import DownloadModeError
+from rig.esplog import captured
+from rig.locks import SlotBusy
+from rig.station import LiveStation
+
+
+def sim_station(tmp_path, **slot_changes) -> config.Station:
+    """The shipped sim station with locks and backups under tmp_path; optional per-slot
+    ``simulated`` overrides, e.g. ``{"l7x-2": {"io0_connected": False}}``."""
+    base = config.default_station()
+    slots = []
+    for slot in base.slots:
+        change = slot_changes.get(slot.id)
+        if change:
+            slot = slot.model_copy(update={"simulated": slot.simulated.model_copy(update=change)})
+        slots.append(slot)
+    return base.model_copy(
+        update={"locks": tmp_path / "locks", "backups": tmp_path / "backups", "slots": tuple(slots)}
+    )
+
+
+@pytest.fixture
+def station(tmp_path):
+    with LiveStation(sim_station(tmp_path)) as st:
+        yield st
+        for slot in st.slots():
+            sim = st.simulated_board(slot.id)
+            assert sim is None or not sim.faults, sim.faults
+
+
+def test_relays_enter_download_mode_and_esptool_reads_the_chip(station):
+    slot = station.open_slot("l7x-1")
+    evidence = slot.board.download_mode()
+    assert evidence.how == "banner" and evidence.attempt == 1
+    assert "waiting for download" in evidence.text
+    assert slot.relays["power"].is_closed  # the L7X needs its button held
+    assert not slot.relays["io0"].is_closed  # strapping is latched at reset
+    sim = station.simulated_board("l7x-1")
+    with captured():
+        esp = detect_chip(str(slot.board.port.resolve()), connect_mode="no-reset")
+        try:
+            assert esp.get_chip_description() == "ESP32-D0WD-V3 (revision v3.0)"
+            assert bytes(esp.read_mac()) == sim.mac
+        finally:
+            esp._port.close()
+    events = [(e.role, e.action) for e in slot.relays["io0"].log.events]
+    assert events[-3:] == [("io0", "close"), ("power", "close"), ("io0", "open")]
+
+
+def test_releasing_power_mid_read_fails_the_read_clearly(station):
+    slot = station.open_slot("l7x-2")
+    slot.board.download_mode()
+    with captured():
+        esp = run_stub(detect_chip(str(slot.board.port.resolve()), connect_mode="no-reset"))
+        try:
+            attach_flash(esp)
+            cut = threading.Event()
+
+            def progress(done, total, offset):
+                if done >= 0x20000 and not cut.is_set():
+                    cut.set()
+                    slot.relays["power"].open()
+
+            with pytest.raises(FatalError) as err:
+                esp.read_flash(0, 0x400000, progress)
+        finally:
+            esp._port.close()
+    assert "Serial data stream stopped" in str(err.value) or "No serial data" in str(err.value)
+    assert station.simulated_board("l7x-2").mode == "off"
+
+
+def test_devkit_slot_uses_its_active_high_reset_relay(station):
+    slot = station.open_slot("devkitc-1")
+    assert slot.board.download_mode().how == "banner"
+    sim = station.simulated_board("devkitc-1")
+    assert sim.mode == "download"
+    slot.board.run()
+    assert sim.wait_for_console(r"invalid header: 0xffffffff", timeout=2)  # erased flash
+
+
+def test_unconnected_io0_is_diagnosed(tmp_path):
+    with LiveStation(sim_station(tmp_path, **{"l7x-3": {"io0_connected": False}})) as st:
+        slot = st.open_slot("l7x-3")
+        with pytest.raises(DownloadModeError) as err:
+            slot.board.download_mode(retries=2)
+    message = str(err.value)
+    assert "l7x-3: no ROM download mode after 2 attempts" in message
+    assert "booted from flash (0x13)" in message and "io0 relay" in message
+
+
+def test_flaky_board_enters_download_mode_on_a_retry(tmp_path):
+    with LiveStation(sim_station(tmp_path, **{"l7x-1": {"fail_connects": 2}})) as st:
+        evidence = st.open_slot("l7x-1").board.download_mode(retries=3)
+    assert evidence.attempt == 3
+
+
+def test_silent_board_is_diagnosed(station):
+    slot = station.open_slot("l7x-4")
+    station.simulated_board("l7x-4").fail_connects = 5
+    with pytest.raises(DownloadModeError, match="the port stayed silent"):
+        slot.board.download_mode(retries=2)
+
+
+def test_a_slot_is_locked_while_used_and_released_with_the_station(tmp_path):
+    cfg = sim_station(tmp_path)
+    first = LiveStation(cfg)
+    live = first.open_slot("l7x-1")
+    live.relays["power"].close()
+    with LiveStation(cfg) as second:
+        with pytest.raises(SlotBusy, match="slot l7x-1 is in use by PID"):
+            second.open_slot("l7x-1")
+        second.open_slot("l7x-2")  # other slots are free
+    sim = first.simulated_board("l7x-1")
+    first.close()
+    assert not live.relays["power"].is_closed
+    assert not sim.contact("power")
+    with LiveStation(cfg) as third:
+        third.open_slot("l7x-1")
