@@ -127,3 +127,18 @@ def test_a_slot_is_locked_while_used_and_released_with_the_station(tmp_path):
     assert not sim.contact("power")
     with LiveStation(cfg) as third:
         third.open_slot("l7x-1")
+
+
+def test_run_boots_the_firmware_and_the_console_shows_its_banner(station):
+    slot = station.open_slot("l7x-3")
+    with slot.board.console() as ser:
+        slot.board.run()
+        seen, text = slot.board.expect(ser, slot.board_type.firmware_named("vendor-l7x").console, 5)
+    assert seen, text
+    assert "boot:0x13 (SPI_FAST_FLASH_BOOT)" in text
+    assert "Project name:     VigoEsp32" in text
+    sim = station.simulated_board("l7x-3")
+    assert sim.wait_for_console(r"Grbl 1\.1f", 2) and sim.mode == "firmware"
+    slot.board.off()  # the firmware latched power on: a short press switches it off
+    assert sim.mode == "off"
+    assert slot.board.download_mode().attempt == 1
