@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -14,46 +12,22 @@ import click
 from rich.console import Console
 
 from . import __version__
-
-
-class BadInput(click.ClickException):
-    """Bad input or config: one clear message, exit 2, nothing touched."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-class OperationFailed(click.ClickException):
-    exit_code = 1
-
-    def show(self, file=None) -> None:
-        click.echo(f"failed: {self.format_message()}", err=True)
+from .cli_common import (
+    BadInput,
+    OperationFailed,
+    json_option,
+    load_station,
+    pick_slot,
+    print_rows,
+    station_option,
+)
+from .cli_ops import COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rig")
 def main() -> None:
     """Hardware-in-the-loop flashing rig for ESP32 boards without auto-reset."""
-
-
-station_option = click.option(
-    "--station",
-    "station_path",
-    type=click.Path(dir_okay=False),
-    envvar="RIG_STATION",
-    help="Station file (env RIG_STATION; default: the embedded simulated station).",
-)
-
-
-def _load_station(station_path: str | None):
-    from . import config
-
-    try:
-        return config.station_from_env(station_path)
-    except config.ConfigError as err:
-        raise BadInput(err.report() if hasattr(err, "report") else str(err)) from err
 
 
 @main.command("check")
@@ -78,30 +52,12 @@ def schema_command():
     click.echo(json.dumps(config.json_schema(), indent=2))
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
-
-def _print_rows(title: str, rows: list[dict], as_json: bool) -> None:
-    """One table for people, the same rows as JSON for machines."""
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table(title=title)
-    for i, column in enumerate(rows[0] if rows else ()):
-        table.add_column(column, no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in row.values()))
-    Console().print(table)
-
-
 @main.command("boards")
 @station_option
 @json_option
 def boards_command(station_path, as_json):
     """List the board types."""
-    station = _load_station(station_path)
+    station = load_station(station_path)
     rows = [
         {
             "name": board.name,
@@ -114,7 +70,7 @@ def boards_command(station_path, as_json):
         }
         for board in sorted(station.boards.values(), key=lambda b: b.name)
     ]
-    _print_rows("board types", rows, as_json)
+    print_rows("board types", rows, as_json)
 
 
 @main.command("stations")
@@ -122,7 +78,7 @@ def boards_command(station_path, as_json):
 @json_option
 def stations_command(station_path, as_json):
     """List the slots of the current station."""
-    station = _load_station(station_path)
+    station = load_station(station_path)
     rows = []
     for slot in station.slots:
         if slot.simulated is not None:
@@ -142,7 +98,7 @@ def stations_command(station_path, as_json):
                 "expected_mac": slot.expected_mac or "",
             }
         )
-    _print_rows(f"station {station.name} ({station.source or 'embedded'})", rows, as_json)
+    print_rows(f"station {station.name} ({station.source or 'embedded'})", rows, as_json)
 
 
 @main.command("relay")
@@ -161,14 +117,14 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
     from .relays import install_safety_net
     from .station import LiveStation
 
-    cfg = _load_station(station_path)
+    cfg = load_station(station_path)
     if release_all:
         if role or action or slot_id:
             raise BadInput("--release-all takes no slot, role or action")
     else:
         if not role or not action:
             raise BadInput("give ROLE and ACTION (on, off or pulse), or --release-all")
-        slot_id = _pick_slot(cfg, slot_id)
+        slot_id = pick_slot(cfg, slot_id)
         wired = cfg.slot(slot_id).relays
         if role not in wired:
             raise BadInput(f"slot {slot_id} has no {role!r} relay (wired: {', '.join(wired)})")
@@ -203,19 +159,6 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
                 threading.Event().wait()
             except KeyboardInterrupt:
                 console.print(f"{slot_id}: {role} released")
-
-
-def _pick_slot(cfg, slot_id: str | None) -> str:
-    ids = [s.id for s in cfg.slots]
-    if slot_id is None:
-        if len(ids) != 1:
-            raise BadInput(
-                f"station {cfg.name} has several slots; pick one with --slot ({', '.join(ids)})"
-            )
-        return ids[0]
-    if slot_id not in ids:
-        raise BadInput(f"no slot {slot_id!r} in station {cfg.name} (slots: {', '.join(ids)})")
-    return slot_id
 
 
 def _mac_option(ctx, param, value):
@@ -325,55 +268,46 @@ def sim_command(variant, boot, flash_image, blank, mac, seed, realtime, save_fla
 
 
 @main.command("demo")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where to keep the dump (default: a temporary directory).",
-)
-def demo_command(out):
-    """Run a real esptool session on a simulated VG-L7X: identify, dump 4 MB, write, verify."""
-    from .demo import run_session, summary_table
-    from .images.synthetic import (
-        APP_OFFSET,
-        CUSTOM_GRBL,
-        VENDOR_L7X,
-        custom_grbl_app,
-        vendor_l7x_flash,
-    )
-    from .sim.board import SimBoard
+@json_option
+def demo_command(as_json):
+    """The whole cycle on a simulated VG-L7X: back up the vendor flash, write the custom
+    firmware, verify, boot it, restore the original, verify, boot it."""
+    from . import config
+    from .cli_ops import Context, finish, progress_display, resolve
+    from .cycle import run_cycle
 
-    console = Console()
-    out = out or Path(tempfile.mkdtemp(prefix="rig-demo-"))
-    vendor = vendor_l7x_flash()
-    with SimBoard("l7x", flash_image=vendor, boot="download", seed="demo") as board:
-        board.wait_for_console("waiting for download")
-        console.print(
-            f"[bold]Simulated Vigotech VG-L7X[/] on {board.port}: IO0 shorted to GND, power "
-            "button held; the ROM prints:"
+    ctx = Context(None, "l7x", None)
+    ctx.station = config.default_station()  # always the simulated station
+    name = ctx.board_type.firmware[-1].name
+    images = resolve([name], ctx)
+    store = ctx.store()
+    store.check_writable()
+    console = Console(stderr=as_json)
+    console.print(
+        f"[bold]rig demo[/]: simulated Vigotech VG-L7X in slot {ctx.slot.id} (no DTR/RTS: the "
+        f"relays strap IO0 and hold the power button); writing {name}, then restoring the "
+        f"vendor firmware. Backups: {store.root}"
+    )
+    with progress_display(as_json) as progress, ctx.live_slot() as slot:
+        report = run_cycle(
+            slot,
+            store,
+            images,
+            console_pattern=ctx.board_type.firmware_named(name).console,
+            meta=ctx.meta(),
+            progress=progress,
         )
-        for line in board.console_lines():
-            console.print(f"  [dim]|[/] {line}")
-        console.print(
-            f"flash holds the vendor firmware: {VENDOR_L7X.project_name} {VENDOR_L7X.version}"
-        )
-        report = run_session(board.port, out, custom_grbl_app(), APP_OFFSET, console)
-        console.print(summary_table(report))
-        same = report.dump_path.read_bytes() == vendor
-        console.print(
-            f"dump {report.dump_path} ({report.dump_sha256[:12]}) equals the simulated "
-            f"flash byte for byte: {'yes' if same else 'NO'}"
-        )
-        console.print(
-            f"release power, IO0 open, press power -> the board boots {CUSTOM_GRBL.project_name}:"
-        )
-        board.boot_into("flash")
-        match = board.wait_for_console(re.escape(CUSTOM_GRBL.banner), timeout=5)
-        for line in board.console_lines()[-6:]:
-            console.print(f"  [dim]|[/] {line}")
-        ok = same and report.verified and report.dump_md5_verified and match is not None
-    console.print("[green]demo passed[/]" if ok else "[red]demo FAILED[/]")
-    sys.exit(0 if ok else 1)
+    if not as_json:
+        for step in report.steps:
+            if step.name.startswith("boot check") and step.data.get("console"):
+                console.print(f"[bold]{step.name}[/]: the board's console ends with")
+                for line in step.data["console"].splitlines()[-4:]:
+                    console.print(f"  [dim]|[/] {line}")
+    finish(report, as_json)
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ __all__ = [
     "FlashSpec",
     "PinsConfig",
     "RelayChannel",
+    "Rfc2217Mapping",
     "Sequences",
     "SerialFacts",
     "SimSlot",
@@ -427,6 +428,25 @@ class Sequences(_Model):
         return ((name, getattr(self, name)) for name in type(self).model_fields)
 
 
+SequenceName = Literal["download", "run", "off"]
+
+
+class Rfc2217Mapping(_Model):
+    """How ``rig serve`` turns a remote client's DTR/RTS into this board's sequences.
+
+    The client's lines are decoded with the classic two-transistor auto-reset truth table (EN is
+    low while RTS is asserted and DTR is not; IO0 is low while DTR is asserted and RTS is not).
+    Each entry names the sequence to play, or null to ignore that event.
+    """
+
+    reset_hold: SequenceName | None = "off"  # EN pulled low (RTS without DTR)
+    bootloader: SequenceName | None = "download"  # EN let go while IO0 is low (esptool's reset)
+    hard_reset: SequenceName | None = "run"  # EN let go with IO0 high (RTS pulse, DTR inactive)
+    # After EN is let go with both lines asserted (ClassicReset passes through DTR=RTS=1), how
+    # long to wait for IO0 to go low before deciding it was a hard reset (covers network delay).
+    strap_window: Annotated[Seconds, Field(gt=0, le=10)] = 1.0
+
+
 class SerialFacts(_Model):
     modem_lines: StrictBool  # does the USB bridge carry DTR/RTS (classic auto-reset)?
     console_baud: Annotated[int, Strict(), Field(gt=0)]
@@ -538,6 +558,7 @@ class BoardType(_Model):
     sequences: Sequences
     download_retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 3
     boot_timeout: Annotated[Seconds, Field(gt=0, le=300)] = 5.0  # seconds until console matches
+    rfc2217: Rfc2217Mapping = Field(default_factory=Rfc2217Mapping)  # `rig serve` DTR/RTS mapping
     firmware: tuple[Firmware, ...] = ()
     layout: tuple[FlashRegion, ...] = ()
     source: SkipJsonSchema[Path | None] = Field(default=None, exclude=True, repr=False)
@@ -614,15 +635,8 @@ class BoardType(_Model):
                         f"past the end of the {_size(size)} flash",
                     )
                 )
-            for region in self.layout:
-                if region.offset == fw.offset and end > region.end:
-                    problems.append(
-                        (
-                            ("firmware", i, "offset"),
-                            f"{fw.file.name} ({fw.size} bytes) does not fit region "
-                            f"{region.name} ({region.size:#x} bytes at {region.offset:#x})",
-                        )
-                    )
+            # A firmware may span layout regions: merged images (bootloader + partition table +
+            # app, as `esptool merge-bin` makes) are how boards like the L7X are re-flashed.
         _raise_problems(problems)
         return self
 

@@ -43,6 +43,32 @@ def make_board():
     assert not faults, "simulator internal errors:\n" + "\n".join(faults)
 
 
+@pytest.fixture
+def sim_station_config(tmp_path):
+    """The shipped simulated station with locks and backups under tmp_path, with optional
+    per-slot ``simulated`` overrides: ``sim_station_config(**{"l7x-2": {"fail_connects": 1}})``."""
+    from rig import config
+
+    def make(**slot_changes):
+        base = config.default_station()
+        slots = []
+        for slot in base.slots:
+            change = slot_changes.get(slot.id)
+            if change:
+                sim = slot.simulated.model_copy(update=change)
+                slot = slot.model_copy(update={"simulated": sim})
+            slots.append(slot)
+        return base.model_copy(
+            update={
+                "locks": tmp_path / "locks",
+                "backups": tmp_path / "backups",
+                "slots": tuple(slots),
+            }
+        )
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def shared_board(request):
     """One simulated L7X per test module (and xdist worker), for tests that reset it anyway."""

@@ -25,7 +25,7 @@ def env(tmp_path, monkeypatch):
 
     text = (builtin_configs_dir() / "stations" / "sim.yaml").read_text()
     text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(tmp_path / "locks"))
-    text = text.replace("~/.local/share/rig/backups", str(tmp_path / "backups"))
+    text = text.replace("~/.local/share/rig/sim-backups", str(tmp_path / "backups"))
     station.write_text(text)
     import os
 

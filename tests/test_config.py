@@ -160,7 +160,7 @@ def test_shipped_boards_load():
     ]
     assert l7x.sequences["off"] == l7x.sequences.off
     assert [fw.name for fw in l7x.firmware] == ["vendor-l7x", "custom-grbl"]
-    assert {fw.offset for fw in l7x.firmware} == {0x10000}
+    assert {fw.offset for fw in l7x.firmware} == {0x1000}  # merged: bootloader, table, app
     assert [r.name for r in l7x.layout][:2] == ["bootloader", "partition-table"]
     devkit = boards["esp32-devkitc"]
     assert devkit.serial.modem_lines is True
@@ -174,12 +174,13 @@ def test_shipped_firmware_is_the_synthetic_images_with_the_declared_sha256():
 
     l7x = load_board(BOARDS_DIR / "l7x.yaml")
     expected = {
-        "vendor-l7x": synthetic.vendor_l7x_app(),
-        "custom-grbl": synthetic.custom_grbl_app(),
+        "vendor-l7x": synthetic.merged_firmware(synthetic.VENDOR_L7X),
+        "custom-grbl": synthetic.merged_firmware(synthetic.CUSTOM_GRBL),
     }
     for fw in l7x.firmware:
         # If this fails after a change to rig.images.synthetic, regenerate the file
-        # (Path(fw.file).write_bytes(synthetic.<name>_app())) and update the sha256 in l7x.yaml.
+        # (Path(fw.file).write_bytes(synthetic.merged_firmware(...))) and update the sha256 in
+        # l7x.yaml.
         assert fw.read() == expected[fw.name], fw.name
         assert hashlib.sha256(expected[fw.name]).hexdigest() == fw.sha256
     vendor, custom = (l7x.firmware_named(n) for n in ("vendor-l7x", "custom-grbl"))
@@ -197,7 +198,7 @@ def test_sim_station_is_the_default(monkeypatch):
     assert station.name == "sim"
     assert station.source == STATIONS_DIR / "sim.yaml"
     assert station.pins.backend == "sim"
-    assert station.backups == Path.home() / ".local/share/rig/backups"
+    assert station.backups == Path.home() / ".local/share/rig/sim-backups"
     assert station.locks == Path("/tmp/rig-locks")
     l7x = [s for s in station.slots if s.board == "l7x"]
     devkits = [s for s in station.slots if s.board == "esp32-devkitc"]

@@ -8,31 +8,15 @@ import pytest
 from esptool.cmds import attach_flash, detect_chip, run_stub
 from esptool.util import FatalError
 
-from rig import config
 from rig.board import DownloadModeError
 from rig.esplog import captured
 from rig.locks import SlotBusy
 from rig.station import LiveStation
 
 
-def sim_station(tmp_path, **slot_changes) -> config.Station:
-    """The shipped sim station with locks and backups under tmp_path; optional per-slot
-    ``simulated`` overrides, e.g. ``{"l7x-2": {"io0_connected": False}}``."""
-    base = config.default_station()
-    slots = []
-    for slot in base.slots:
-        change = slot_changes.get(slot.id)
-        if change:
-            slot = slot.model_copy(update={"simulated": slot.simulated.model_copy(update=change)})
-        slots.append(slot)
-    return base.model_copy(
-        update={"locks": tmp_path / "locks", "backups": tmp_path / "backups", "slots": tuple(slots)}
-    )
-
-
 @pytest.fixture
-def station(tmp_path):
-    with LiveStation(sim_station(tmp_path)) as st:
+def station(sim_station_config):
+    with LiveStation(sim_station_config()) as st:
         yield st
         for slot in st.slots():
             sim = st.simulated_board(slot.id)
@@ -89,8 +73,8 @@ def test_devkit_slot_uses_its_active_high_reset_relay(station):
     assert sim.wait_for_console(r"invalid header: 0xffffffff", timeout=2)  # erased flash
 
 
-def test_unconnected_io0_is_diagnosed(tmp_path):
-    with LiveStation(sim_station(tmp_path, **{"l7x-3": {"io0_connected": False}})) as st:
+def test_unconnected_io0_is_diagnosed(sim_station_config):
+    with LiveStation(sim_station_config(**{"l7x-3": {"io0_connected": False}})) as st:
         slot = st.open_slot("l7x-3")
         with pytest.raises(DownloadModeError) as err:
             slot.board.download_mode(retries=2)
@@ -99,8 +83,8 @@ def test_unconnected_io0_is_diagnosed(tmp_path):
     assert "booted from flash (0x13)" in message and "io0 relay" in message
 
 
-def test_flaky_board_enters_download_mode_on_a_retry(tmp_path):
-    with LiveStation(sim_station(tmp_path, **{"l7x-1": {"fail_connects": 2}})) as st:
+def test_flaky_board_enters_download_mode_on_a_retry(sim_station_config):
+    with LiveStation(sim_station_config(**{"l7x-1": {"fail_connects": 2}})) as st:
         evidence = st.open_slot("l7x-1").board.download_mode(retries=3)
     assert evidence.attempt == 3
 
@@ -112,8 +96,8 @@ def test_silent_board_is_diagnosed(station):
         slot.board.download_mode(retries=2)
 
 
-def test_a_slot_is_locked_while_used_and_released_with_the_station(tmp_path):
-    cfg = sim_station(tmp_path)
+def test_a_slot_is_locked_while_used_and_released_with_the_station(sim_station_config):
+    cfg = sim_station_config()
     first = LiveStation(cfg)
     live = first.open_slot("l7x-1")
     live.relays["power"].close()

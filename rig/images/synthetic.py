@@ -47,6 +47,7 @@ __all__ = [
     "console_script",
     "custom_grbl_app",
     "custom_grbl_flash",
+    "merged_firmware",
     "firmware_app",
     "partition_table",
     "vendor_l7x_app",
@@ -406,6 +407,23 @@ def vendor_l7x_flash(size: int = FLASH_SIZE_4MB) -> bytes:
             (spiffs.offset, _spiffs_data(spiffs.size)),
         ],
     )
+
+
+@cache
+def merged_firmware(fw: Firmware) -> bytes:
+    """Bootloader + partition table + app as one file to write at :data:`BOOTLOADER_OFFSET`.
+
+    What ``esptool merge-bin 0x1000 bootloader.bin 0x8000 partitions.bin 0x10000 app.bin``
+    makes (gaps filled with 0xFF): the complete set a board needs to boot after a chip erase,
+    which is how firmware for boards like the L7X is distributed and catalogued.
+    """
+    parts = [
+        (BOOTLOADER_OFFSET, bootloader_image()),
+        (PARTITION_TABLE_OFFSET, partition_table()),
+        (APP_OFFSET, firmware_app(fw)),
+    ]
+    end = APP_OFFSET + len(parts[-1][1])
+    return _flash(FLASH_SIZE_4MB, parts)[BOOTLOADER_OFFSET:end]
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,156 @@
+"""The backup store: every dump, keyed by the chip's MAC, with sha256 and metadata.
+
+A vendor firmware dump is often the only way back to it, so a dump becomes a *verified backup*
+only after it has been written to a temp file, fsynced, checked against the chip's own MD5 of the
+same range and atomically renamed into place; its JSON sidecar (written the same way, last)
+records that. Files are never overwritten: the name carries the UTC time and the sha256 prefix,
+and creation uses exclusive links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+class BackupError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Backup:
+    id: str  # "<mac>/<stem>", unique in the store
+    mac: str
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["sha256"]
+
+    @property
+    def size(self) -> int:
+        return self.meta["size"]
+
+    @property
+    def created(self) -> str:
+        return self.meta["created"]
+
+    def read(self) -> bytes:
+        data = self.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise BackupError(f"backup {self.id}: file no longer matches its sha256")
+        return data
+
+    def intact(self) -> bool:
+        try:
+            self.read()
+        except (OSError, BackupError):
+            return False
+        return True
+
+
+def mac_dir(mac: str) -> str:
+    return mac.lower().replace(":", "-")
+
+
+class BackupStore:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).expanduser()
+
+    def check_writable(self) -> None:
+        """Refuse before the board is touched if dumps could not be stored."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
+        except OSError as err:
+            raise BackupError(f"backups directory {self.root} is not writable: {err}") from err
+
+    # -- queries --------------------------------------------------------------------------------
+    def list(self, mac: str | None = None) -> list[Backup]:
+        """Verified backups (sidecar present, verified), oldest first."""
+        dirs = [self.root / mac_dir(mac)] if mac else sorted(self.root.glob("*-*-*-*-*-*"))
+        found = []
+        for d in dirs:
+            for sidecar in sorted(d.glob("*.json")):
+                try:
+                    meta = json.loads(sidecar.read_text())
+                except (OSError, ValueError):
+                    continue
+                if not meta.get("verified"):
+                    continue
+                path = sidecar.with_suffix(".bin")
+                found.append(Backup(f"{d.name}/{path.stem}", meta["mac"], path, meta))
+        return sorted(found, key=lambda b: (b.created, b.id))
+
+    def latest(self, mac: str) -> Backup | None:
+        intact = [b for b in self.list(mac) if b.intact()]
+        return intact[-1] if intact else None
+
+    def get(self, ident: str) -> Backup:
+        """A backup by id (``<mac>/<stem>``), stem, or sha256 prefix."""
+        for b in self.list():
+            if ident in (b.id, b.path.stem) or b.sha256.startswith(ident.lower()):
+                return b
+        raise BackupError(f"no backup {ident!r} in {self.root}")
+
+    # -- storing --------------------------------------------------------------------------------
+    def save(self, mac: str, data: bytes, chip_md5: str, meta: dict[str, Any]) -> Backup:
+        """Store a dump as a verified backup, or raise (nothing then counts as a backup)."""
+        md5 = hashlib.md5(data).hexdigest()
+        if md5 != chip_md5.lower():
+            raise BackupError(
+                f"dump of {mac} does not match the chip's MD5 ({md5} != {chip_md5}): not stored"
+            )
+        sha = hashlib.sha256(data).hexdigest()
+        now = datetime.now(timezone.utc)
+        stem = f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{sha[:12]}"
+        directory = self.root / mac_dir(mac)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{stem}.bin"
+        full_meta = {
+            **meta,
+            "mac": mac,
+            "size": len(data),
+            "sha256": sha,
+            "md5": md5,
+            "created": now.isoformat(),
+            "verified": True,
+        }
+        _write_new(path, data)
+        try:
+            _write_new(path.with_suffix(".json"), json.dumps(full_meta, indent=2).encode() + b"\n")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Backup(f"{directory.name}/{stem}", mac, path, full_meta)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, then link into place - failing if it exists."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and never replaces an existing file
+        except FileExistsError:
+            raise BackupError(f"{path} exists; backups are never overwritten") from None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

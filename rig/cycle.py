@@ -1,0 +1,123 @@
+"""The scripted cycle: identify -> backup -> erase -> write -> verify -> boot check -> restore the
+original -> verify -> boot check. It is what a person does by hand on an L7X, minus the ways it
+goes wrong: no destructive step without a verified backup of this MAC, no write to a board whose
+MAC changed under us, every written region verified by the chip's own MD5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .backups import BackupStore
+from .flasher import FlasherSession
+from .operations import (
+    GENERIC_BOOT,
+    Image,
+    OperationError,
+    boot_check,
+    ensure_backup,
+    firmware_in,
+)
+from .report import Report
+
+PhaseProgress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def _progress(progress: PhaseProgress | None, phase: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(phase, done, total)
+
+
+def run_cycle(
+    slot: Any,
+    store: BackupStore,
+    images: Sequence[Image],
+    *,
+    console_pattern: str,
+    keep: bool = False,
+    backup_mode: str = "auto",
+    meta: dict[str, Any] | None = None,
+    progress: PhaseProgress | None = None,
+) -> Report:
+    """Run the whole cycle on an open slot; the report says which step failed and why."""
+    board = slot.board
+    report = Report("cycle", slot.id)
+    meta = {"board_type": slot.board_type.name, "slot": slot.id, **(meta or {})}
+    try:
+        with FlasherSession(board, expected_mac=slot.config.expected_mac) as session:
+            with report.step("identify") as step:
+                ident = session.identity
+                report.mac = ident.mac
+                step.data = ident.as_dict()
+                step.detail = (
+                    f"{ident.chip}, flash {ident.manufacturer}/{ident.device} "
+                    f"{ident.flash_size >> 20} MB, {ident.baud} baud"
+                )
+            with report.step("backup") as step:
+                backup, taken = ensure_backup(
+                    session, store, backup_mode, meta, _progress(progress, "backup")
+                )
+                if backup is not None:
+                    step.data = {"id": backup.id, "sha256": backup.sha256, "taken": taken}
+                    step.detail = f"{'took' if taken else 'verified backup exists:'} {backup.id}"
+                else:
+                    step.detail = "skipped (--force)"
+            with report.step("erase") as step:
+                session.erase_chip()
+                blank = hashlib.md5(b"\xff" * ident.flash_size).hexdigest()
+                if session.md5(0, ident.flash_size) != blank:
+                    raise OperationError("flash is not blank after the chip erase")
+                step.detail = f"{ident.flash_size >> 20} MB blank (chip MD5)"
+            with report.step("write") as step:
+                written = 0
+                for image in images:
+                    stats = session.write(image.offset, image.data, _progress(progress, "write"))
+                    written += stats.written
+                step.data = {"bytes_written": written}
+                step.detail = ", ".join(f"{i.name} at {i.offset:#x}" for i in images)
+            with report.step("verify") as step:
+                for image in images:
+                    if not session.verify(image.offset, image.data):
+                        raise OperationError(f"{image.name} at {image.offset:#x}: MD5 mismatch")
+                step.detail = "chip MD5 matches every image"
+        with report.step("boot check") as step:
+            check = boot_check(board, console_pattern)
+            step.data = {"console": check.console}
+            if not check.ok:
+                raise OperationError(f"console never showed {console_pattern!r}")
+            step.detail = f"console matched {console_pattern!r}"
+        if not keep and backup is not None:
+            _restore(report, slot, store, backup, ident.mac, progress)
+        report.ok = True
+    except Exception as err:
+        report.error = str(err)
+    return report
+
+
+def _restore(report: Report, slot: Any, store, backup, mac: str, progress) -> None:
+    board = slot.board
+    data = backup.read()
+    with FlasherSession(board, expected_mac=mac) as session:
+        with report.step("restore") as step:
+            stats = session.write(0, data, _progress(progress, "restore"))
+            step.data = {
+                "backup": backup.id,
+                "bytes_written": stats.written,
+                "bytes_skipped": stats.skipped,
+            }
+            step.detail = f"{backup.id}: wrote {stats.written} B, skipped {stats.skipped} B"
+        with report.step("verify original") as step:
+            if not session.verify(0, data):
+                raise OperationError("restored flash does not match the backup")
+            step.detail = "chip MD5 of the whole flash matches the backup"
+    fw = firmware_in(data, slot.board_type)
+    pattern = fw.console if fw is not None else GENERIC_BOOT
+    with report.step("boot check original") as step:
+        check = boot_check(board, pattern)
+        step.data = {"console": check.console, "firmware": fw.name if fw else None}
+        if not check.ok:
+            raise OperationError(f"the restored firmware's console never showed {pattern!r}")
+        step.detail = f"{fw.name if fw else 'firmware'}: console matched {pattern!r}"

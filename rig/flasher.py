@@ -1,0 +1,284 @@
+"""A flasher session: esptool's loader (through its Python API) on a board in download mode.
+
+The rig owns every reset: esptool runs with ``before=no-reset`` / ``after=no-reset`` and the
+board's relay sequences put the chip into download mode first (fact sheet §10). The session
+loads the flasher stub, climbs the board's baud ladder to the fastest rate that works (a failed
+switch is caught by a register read, and the board is reset and reconnected at the next lower
+rate), and guards against flashing the wrong board by checking the MAC on every connect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from esptool.cmds import attach_flash, detect_chip, run_stub, write_flash
+from esptool.util import FatalError
+
+from .board import Board, DownloadModeError
+from .esplog import captured
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+ROM_BAUD = 115200
+MD5_BLOCK = 0x10000  # first pass of the verified fast write: 64 KB blocks ...
+MD5_SECTOR = 0x1000  # ... then 4 KB sectors inside the blocks that differ
+DETECTED_FLASH_SIZES = {0x14: 1, 0x15: 2, 0x16: 4, 0x17: 8, 0x18: 16, 0x19: 32}  # RDID byte 2 -> MB
+
+
+class FlasherError(RuntimeError):
+    """An esptool session failed; the message says what and on which board."""
+
+
+class WrongBoard(FlasherError):
+    """The chip on the port is not the board this operation was started for."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    chip: str  # "ESP32-D0WD-V3 (revision v3.0)"
+    mac: str  # "24:0a:c4:12:34:56"
+    features: tuple[str, ...]
+    crystal_mhz: int
+    flash_id: int  # RDID as esptool reads it: manufacturer | device << 8
+    flash_size: int  # bytes, from the RDID capacity byte
+    baud: int  # the rate the session settled on
+
+    @property
+    def manufacturer(self) -> str:
+        return f"{self.flash_id & 0xFF:02x}"
+
+    @property
+    def device(self) -> str:
+        return f"{(self.flash_id >> 8) & 0xFF:02x}{(self.flash_id >> 16) & 0xFF:02x}"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "manufacturer": self.manufacturer, "device": self.device}
+
+
+@dataclass
+class WriteStats:
+    written: int = 0  # bytes sent to the chip
+    skipped: int = 0  # bytes already equal on the chip (checked by MD5, never assumed)
+    regions: int = 0
+
+
+def normalise_mac(mac: str) -> str:
+    return mac.strip().lower().replace("-", ":")
+
+
+class FlasherSession:
+    """Connect, identify, read, MD5, erase, write, verify. Use as a context manager."""
+
+    def __init__(
+        self,
+        board: Board,
+        *,
+        bauds: Sequence[int] | None = None,
+        expected_mac: str | None = None,
+        connect_attempts: int = 2,
+    ) -> None:
+        self.board = board
+        self.bauds = list(bauds if bauds is not None else board.type.serial.bauds)
+        self.expected_mac = normalise_mac(expected_mac) if expected_mac else None
+        self.connect_attempts = connect_attempts
+        self.esp = None
+        self.identity: Identity | None = None
+        self.log_lines: list[str] = []
+        self.progress: Progress | None = None
+
+    # -- connection -----------------------------------------------------------------------------
+    def __enter__(self) -> FlasherSession:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self) -> Identity:
+        """Download mode by relays, esptool sync + stub, the highest working baud, identity."""
+        last: Exception | None = None
+        for baud in self._ladder():
+            try:
+                self._connect_at(baud)
+                return self.identity
+            except WrongBoard:
+                self.close()
+                raise
+            except (FatalError, OSError, DownloadModeError) as err:
+                last = err
+                self.close()
+                if isinstance(err, DownloadModeError):
+                    break  # the board never entered download mode: another baud will not help
+        raise FlasherError(f"{self.board.slot_id}: cannot connect: {last}") from last
+
+    def _ladder(self) -> list[int]:
+        ladder = sorted({b for b in self.bauds if b >= ROM_BAUD}, reverse=True) or [ROM_BAUD]
+        return ladder if ROM_BAUD in ladder else [*ladder, ROM_BAUD]
+
+    def _connect_at(self, baud: int) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            self.board.download_mode()
+            try:
+                with self._esptool():
+                    esp = detect_chip(self.port, connect_mode="no-reset", connect_attempts=3)
+                break
+            except FatalError:
+                if attempts >= self.connect_attempts:
+                    raise
+        self.esp = esp
+        with self._esptool():
+            mac = ":".join(f"{b:02x}" for b in esp.read_mac())
+            if self.expected_mac and mac != self.expected_mac:
+                raise WrongBoard(
+                    f"{self.board.slot_id}: the board on {self.port} has MAC {mac}, expected "
+                    f"{self.expected_mac} - refusing to touch it"
+                )
+            chip = esp.get_chip_description()
+            features = tuple(esp.get_chip_features())
+            crystal = esp.get_crystal_freq()
+            self.esp = esp = run_stub(esp)
+            if baud != ROM_BAUD:
+                esp.change_baud(baud)
+                esp.read_reg(0x40001000)  # a garbled link fails here, not mid-transfer
+            attach_flash(esp)
+            flash_id = esp.flash_id()
+        size_mb = DETECTED_FLASH_SIZES.get((flash_id >> 16) & 0xFF, 0)
+        self.identity = Identity(chip, mac, features, crystal, flash_id, size_mb << 20, baud)
+
+    def close(self) -> None:
+        if self.esp is not None:
+            try:
+                self.esp._port.close()
+            except OSError:
+                pass
+            self.esp = None
+
+    @property
+    def port(self) -> str:
+        return self.board.port.resolve()
+
+    @contextlib.contextmanager
+    def _esptool(self):
+        """esptool's logger captured into this session (its progress goes to ours)."""
+
+        def progress(done: int, total: int, _prefix: str) -> None:
+            if self.progress is not None:
+                self.progress(done, total)
+
+        with captured(progress) as logger:
+            try:
+                yield logger
+            finally:
+                self.log_lines.extend(logger.lines)
+
+    def _require(self):
+        if self.esp is None:
+            raise FlasherError(f"{self.board.slot_id}: not connected")
+        return self.esp
+
+    # -- operations -----------------------------------------------------------------------------
+    def read(self, offset: int, length: int, progress: Progress | None = None) -> bytes:
+        esp = self._require()
+
+        def on_block(done: int, total: int, _offset: int) -> None:
+            if progress is not None:
+                progress(done, total)
+
+        try:
+            with self._esptool():
+                return esp.read_flash(offset, length, on_block)
+        except FatalError as err:
+            raise FlasherError(
+                f"{self.board.slot_id}: read {offset:#x}+{length:#x}: {err}"
+            ) from err
+
+    def md5(self, offset: int, length: int) -> str:
+        esp = self._require()
+        try:
+            with self._esptool():
+                return esp.flash_md5sum(offset, length)
+        except FatalError as err:
+            raise FlasherError(f"{self.board.slot_id}: MD5 {offset:#x}+{length:#x}: {err}") from err
+
+    def erase_chip(self) -> None:
+        esp = self._require()
+        try:
+            with self._esptool():
+                esp.erase_flash()
+        except FatalError as err:
+            raise FlasherError(f"{self.board.slot_id}: chip erase: {err}") from err
+
+    def erase_region(self, offset: int, size: int) -> None:
+        esp = self._require()
+        try:
+            with self._esptool():
+                esp.erase_region(offset, size)
+        except FatalError as err:
+            raise FlasherError(f"{self.board.slot_id}: erase {offset:#x}+{size:#x}: {err}") from err
+
+    def write(self, offset: int, data: bytes, progress: Progress | None = None) -> WriteStats:
+        """Verified fast write: MD5 the chip per block, write only what differs, verify all.
+
+        Blocks are compared by the chip's own MD5 (64 KB, refined to 4 KB sectors where a block
+        differs), never by what we believe was written before. Every written run and finally
+        the whole image are checked against the chip's MD5 again.
+        """
+        stats = WriteStats()
+        runs = self.differing_runs(offset, data)
+        total = sum(len(chunk) for _, chunk in runs)
+        done = 0
+        for run_offset, chunk in runs:
+            if progress is not None:
+                # esptool reports compressed bytes; scale them onto this run's share.
+                def run_progress(d: int, t: int, base: int = done, size: int = len(chunk)) -> None:
+                    progress(base + d * size // max(t, 1), total)
+
+                self.progress = run_progress
+            try:
+                with self._esptool():
+                    write_flash(self._require(), [(run_offset, chunk)], compress=True)
+            except FatalError as err:
+                raise FlasherError(
+                    f"{self.board.slot_id}: write {run_offset:#x}+{len(chunk):#x}: {err}"
+                ) from err
+            finally:
+                self.progress = None
+            done += len(chunk)
+            stats.written += len(chunk)
+            stats.regions += 1
+        stats.skipped = len(data) - stats.written
+        if self.md5(offset, len(data)) != hashlib.md5(data).hexdigest():
+            raise FlasherError(
+                f"{self.board.slot_id}: {offset:#x}+{len(data):#x} does not match the image "
+                "after writing (chip MD5 differs)"
+            )
+        if progress is not None:
+            progress(total, total)
+        return stats
+
+    def differing_runs(self, offset: int, data: bytes) -> list[tuple[int, bytes]]:
+        """Contiguous runs of ``data`` whose chip content differs (by chip-side MD5)."""
+        dirty: list[tuple[int, int]] = []  # (start, end) relative to offset
+        for start in range(0, len(data), MD5_BLOCK):
+            end = min(start + MD5_BLOCK, len(data))
+            if self._same(offset + start, data[start:end]):
+                continue
+            for s in range(start, end, MD5_SECTOR):
+                e = min(s + MD5_SECTOR, end)
+                if not self._same(offset + s, data[s:e]):
+                    if dirty and dirty[-1][1] == s:
+                        dirty[-1] = (dirty[-1][0], e)
+                    else:
+                        dirty.append((s, e))
+        return [(offset + s, data[s:e]) for s, e in dirty]
+
+    def _same(self, address: int, chunk: bytes) -> bool:
+        return self.md5(address, len(chunk)) == hashlib.md5(chunk).hexdigest()
+
+    def verify(self, offset: int, data: bytes) -> bool:
+        return self.md5(offset, len(data)) == hashlib.md5(data).hexdigest()

@@ -1,0 +1,80 @@
+"""The backup store: verified only, never overwritten, nothing half-written counts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from rig.backups import BackupError, BackupStore
+
+MAC = "24:0a:c4:12:34:56"
+
+
+def save(store, data=b"\x01\x02" * 1000, md5=None, **meta):
+    return store.save(MAC, data, md5 or hashlib.md5(data).hexdigest(), {"slot": "l7x-1", **meta})
+
+
+def test_saved_backup_is_verified_listed_and_readable(tmp_path):
+    store = BackupStore(tmp_path)
+    backup = save(store)
+    assert backup.path.parent.name == "24-0a-c4-12-34-56"
+    assert backup.path.name.endswith(f"-{backup.sha256[:12]}.bin")
+    meta = json.loads(backup.path.with_suffix(".json").read_text())
+    assert meta["verified"] is True and meta["mac"] == MAC and meta["slot"] == "l7x-1"
+    assert meta["md5"] == hashlib.md5(backup.read()).hexdigest()
+    assert [b.id for b in store.list(MAC)] == [backup.id]
+    assert store.latest(MAC).id == backup.id
+    assert store.get(backup.sha256[:10]).id == backup.id
+    assert not list(tmp_path.rglob(".*.bin.*"))  # no temp files left behind
+
+
+def test_dump_that_differs_from_the_chip_md5_is_not_a_backup(tmp_path):
+    store = BackupStore(tmp_path)
+    with pytest.raises(BackupError, match="does not match the chip's MD5"):
+        save(store, md5="0" * 32)
+    assert store.list() == []
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_backups_are_never_overwritten(tmp_path, monkeypatch):
+    store = BackupStore(tmp_path)
+    first = save(store)
+    original = first.path.read_bytes()
+    # Same second, same content: the name would collide - it must fail, not replace.
+    import rig.backups as backups
+
+    stamp = first.path.stem.rsplit("-", 1)[0]
+
+    class FrozenNow:
+        @staticmethod
+        def now(tz):
+            from datetime import datetime
+
+            return datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=tz)
+
+    monkeypatch.setattr(backups, "datetime", FrozenNow)
+    with pytest.raises(BackupError, match="never overwritten"):
+        save(store)
+    assert first.path.read_bytes() == original
+    assert len(store.list(MAC)) == 1
+
+
+def test_a_sidecarless_or_tampered_file_is_not_a_verified_backup(tmp_path):
+    store = BackupStore(tmp_path)
+    backup = save(store)
+    (backup.path.parent / "20990101T000000.000000Z-deadbeef0000.bin").write_bytes(b"x")
+    assert len(store.list(MAC)) == 1  # no sidecar, not listed
+    os.chmod(backup.path, 0o644)
+    backup.path.write_bytes(b"tampered")
+    assert not backup.intact()
+    assert store.latest(MAC) is None  # a backup whose bytes changed is not relied on
+
+
+def test_unwritable_store_is_refused_up_front(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BackupError, match="not writable"):
+        BackupStore(blocker / "backups").check_writable()

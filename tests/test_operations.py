@@ -1,0 +1,207 @@
+"""Dump, write, restore, the guards, and the cycle, on slots of the simulated station."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from rig.backups import BackupStore
+from rig.cli import main
+from rig.cycle import run_cycle
+from rig.flasher import FlasherError, FlasherSession, WrongBoard
+from rig.images import synthetic
+from rig.operations import BadInput as BadImage
+from rig.operations import OperationError, ensure_backup, resolve_images, take_backup
+from rig.station import LiveStation
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def station(sim_station_config):
+    cfg = sim_station_config()
+    with LiveStation(cfg) as st:
+        yield st
+
+
+def session(slot, **kwargs):
+    return FlasherSession(slot.board, **kwargs)
+
+
+def test_dump_is_a_verified_backup_equal_to_the_flash(station):
+    slot = station.open_slot("l7x-1")
+    store = BackupStore(station.config.backups)
+    with session(slot) as s:
+        backup = take_backup(s, store, {"slot": "l7x-1"})
+        again = take_backup(s, store, {"slot": "l7x-1"})
+    flash = station.simulated_board("l7x-1").flash.view()
+    assert backup.read() == flash == again.read()
+    assert backup.path != again.path  # a second dump is a second file, never a replacement
+    assert backup.meta["md5"] == hashlib.md5(flash).hexdigest()
+    assert backup.meta["chip"] == "ESP32-D0WD-V3 (revision v3.0)"
+    assert backup.meta["flash_id"] == "1640ef" and backup.meta["baud"] == 921600
+    assert [b.id for b in store.list(backup.mac)] == [backup.id, again.id]
+
+
+def test_destructive_step_refused_without_a_backup(station):
+    slot = station.open_slot("l7x-2")
+    store = BackupStore(station.config.backups)
+    sim = station.simulated_board("l7x-2")
+    before = sim.flash.view()
+    with session(slot) as s, pytest.raises(OperationError, match="no verified backup"):
+        ensure_backup(s, store, "require", {})
+    assert sim.flash.view() == before
+    assert sim.flash.erase_count == 0
+
+
+def test_wrong_mac_is_refused_before_anything_is_written(station):
+    slot = station.open_slot("l7x-3")
+    sim = station.simulated_board("l7x-3")
+    with pytest.raises(WrongBoard, match="refusing to touch it"):
+        session(slot, expected_mac="24:0a:c4:99:99:99").connect()
+    assert sim.flash.erase_count == 0 and sim.flash.program_bytes == 0
+
+
+def test_pinned_slot_mac_guards_the_cycle(sim_station_config):
+    cfg = sim_station_config(**{"l7x-4": {"mac": "24:0a:c4:00:00:05"}})  # not the pinned MAC
+    with LiveStation(cfg) as st:
+        slot = st.open_slot("l7x-4")
+        images = resolve_images(["custom-grbl"], slot.board_type)
+        report = run_cycle(slot, BackupStore(cfg.backups), images, console_pattern="Grbl")
+        assert not report.ok and "expected 24:0a:c4:00:00:04" in report.error
+        assert st.simulated_board("l7x-4").flash.program_bytes == 0
+
+
+def test_restore_after_an_app_change_writes_only_changed_blocks(station):
+    slot = station.open_slot("l7x-1")
+    sim = station.simulated_board("l7x-1")
+    store = BackupStore(station.config.backups)
+    with session(slot) as s:
+        backup = take_backup(s, store, {})
+        app = synthetic.custom_grbl_app()
+        s.write(synthetic.APP_OFFSET, app)  # only the app changes
+        assert sim.flash.read(synthetic.APP_OFFSET, len(app)) == app
+        stats = s.write(0, backup.read())  # restore
+    assert sim.flash.view() == backup.read()
+    assert stats.skipped > 3 * 1024 * 1024  # everything but the app region was left alone
+    assert 0 < stats.written <= len(synthetic.vendor_l7x_app()) + 0x1000
+
+
+def test_power_loss_mid_write_fails_clearly_and_restore_recovers(station):
+    slot = station.open_slot("l7x-2")
+    sim = station.simulated_board("l7x-2")
+    store = BackupStore(station.config.backups)
+    original = sim.flash.view()
+    with session(slot) as s:
+        backup = take_backup(s, store, {})
+        s.erase_chip()
+        cut = threading.Event()
+
+        def pull_the_plug(done, total):
+            if done > 100_000 and not cut.is_set():
+                cut.set()
+                slot.relays["power"].open()
+
+        image = resolve_images(["custom-grbl"], slot.board_type)[0]
+        with pytest.raises(FlasherError) as err:
+            s.write(image.offset, image.data, pull_the_plug)
+    assert "l7x-2: write" in str(err.value)
+    assert sim.mode == "off" and sim.flash.view() != original
+    with session(slot, expected_mac=backup.mac) as s:  # the relays bring it back
+        stats = s.write(0, backup.read())
+    assert sim.flash.view() == original and stats.written > 0
+
+
+@pytest.mark.parametrize(
+    ("make_spec", "message"),
+    [
+        (lambda d: [f"{d / 'big.bin'}@0x300000"], "past the 4 MB flash"),
+        (lambda d: [f"{d / 'app.bin'}@0x10800"], "not 4 KB aligned"),
+        (lambda d: [f"{d / 's3.bin'}@0x10000"], "not ESP32"),
+        (lambda d: ["nosuch"], "no firmware 'nosuch'"),
+        (lambda d: [f"{d / 'app.bin'}@0x10000", f"{d / 'app.bin'}@0x20000"], "overlaps"),
+    ],
+)
+def test_bad_images_are_rejected_before_any_relay_moves(tmp_path, monkeypatch, make_spec, message):
+    app = synthetic.custom_grbl_app()
+    (tmp_path / "app.bin").write_bytes(app)
+    (tmp_path / "big.bin").write_bytes(b"\0" * 0x200000)
+    s3 = bytearray(app)
+    s3[12:14] = (9).to_bytes(2, "little")  # esp_image_header_t.chip_id = ESP32-S3
+    (tmp_path / "s3.bin").write_bytes(bytes(s3))
+    import rig.station
+
+    def touched(*_a, **_k):
+        raise AssertionError("a slot was opened")
+
+    monkeypatch.setattr(rig.station.LiveStation, "open_slot", touched)
+    result = CliRunner().invoke(main, ["write", "--slot", "l7x-1", *make_spec(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_catalog_file_changed_since_load_is_bad_input(sim_station_config):
+    """The loader checks catalog sha256 at load time (test_config); the write path checks the
+    bytes it is about to send again, in case the file changed since."""
+    l7x = sim_station_config().board_of("l7x-1")
+    bad = l7x.firmware[0].model_copy(update={"sha256": "0" * 64})
+    board = l7x.model_copy(update={"firmware": (bad,)})
+    with pytest.raises(BadImage, match="sha256 does not match the catalog entry"):
+        resolve_images([bad.name], board)
+
+
+def test_cycle_json_reports_every_step(tmp_path, sim_station_config):
+    from pathlib import Path
+
+    cfg = sim_station_config()
+    station_file = tmp_path / "stations" / "sim.yaml"
+    station_file.parent.mkdir()
+    from rig.config import builtin_configs_dir
+
+    text = (Path(builtin_configs_dir()) / "stations" / "sim.yaml").read_text()
+    text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(cfg.locks))
+    text = text.replace("~/.local/share/rig/sim-backups", str(cfg.backups))
+    station_file.write_text(text)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rig.cli",
+            "cycle",
+            "--board",
+            "l7x",
+            "--slot",
+            "l7x-3",
+            "--json",
+            "--station",
+            str(station_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["operation"] == "cycle"
+    assert [s["name"] for s in report["steps"]] == [
+        "identify",
+        "backup",
+        "erase",
+        "write",
+        "verify",
+        "boot check",
+        "restore",
+        "verify original",
+        "boot check original",
+    ]
+    assert all(s["ok"] for s in report["steps"])
+    restore = report["steps"][6]["data"]
+    assert restore["bytes_skipped"] > 0 and restore["bytes_written"] > 0
+    assert "Grbl 1.3a" in report["steps"][5]["data"]["console"]
+    assert "Grbl 1.1f" in report["steps"][8]["data"]["console"]
