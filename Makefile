@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint clean
+.PHONY: test demo bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rig demo
 
+# Benchmarks on the paced simulated station (QUICK=1: smaller transfers, under ~2 minutes).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
+
 lint: $(STAMP)
-	$(BIN)/ruff check rig tests conftest.py
-	$(BIN)/ruff format --check rig tests conftest.py
+	$(BIN)/ruff check rig tests bench conftest.py
+	$(BIN)/ruff format --check rig tests bench conftest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

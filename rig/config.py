@@ -705,6 +705,10 @@ class SimSlot(_Model):
     vendor_flash: StrictBool = True  # without flash_image: the synthetic vendor flash, else erased
     io0_connected: StrictBool = True  # fault: the IO0 relay does not reach the board
     fail_connects: Annotated[int, Strict(), Field(ge=0, le=100)] = 0  # fault: ignore N syncs
+    # The USB bridge's fastest rate; above it the line runs off-rate (a bridge without 2 Mbaud).
+    max_baud: Annotated[int, Strict(), Field(gt=0)] | None = None
+    # Realistic timing: the UART paced at baud/10 bytes/s, datasheet NOR erase/program times.
+    realtime: StrictBool = False
 
     @model_validator(mode="after")
     def _image(self) -> SimSlot:

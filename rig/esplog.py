@@ -11,7 +11,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-from esptool.logger import TemplateLogger, log
+from esptool.logger import TemplateLogger
 
 Progress = Callable[[int, int, str], None]  # (done, total, prefix)
 
@@ -53,10 +53,13 @@ class CapturingLogger(TemplateLogger):
 def captured(progress: Progress | None = None) -> Iterator[CapturingLogger]:
     """Install a capturing logger for the duration of the block, then restore the previous one."""
     from esp_pylib.logger import EspLog
+    from esptool.logger import EsptoolLogger
 
     previous = EspLog.instance
     logger = CapturingLogger(progress)
-    log.set_logger(logger)
+    # esptool's own installer, called on its class: the ``log`` proxy forwards to whatever
+    # logger is installed, which has no ``set_logger`` once a captured one is (nesting).
+    EsptoolLogger.set_logger(previous, logger)
     try:
         yield logger
     finally:

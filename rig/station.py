@@ -151,6 +151,8 @@ class LiveStation:
                 on_close="keep",  # only the relays reset a board on the rig
                 name=slot_cfg.id,
                 fail_connects=sim.fail_connects,
+                max_baud=sim.max_baud,
+                realtime=sim.realtime,
             )
             self._sim_boards[slot_cfg.id] = board
             self._stack.callback(board.close)  # the board outlives slot use, like hardware

@@ -149,7 +149,7 @@ def test_shipped_boards_load():
     assert (l7x.chip, l7x.flash_size) == ("esp32", 4 * 1024 * 1024)
     assert l7x.serial.modem_lines is False
     assert l7x.serial.console_baud == 115200
-    assert l7x.serial.bauds == (921600, 460800, 230400, 115200)
+    assert l7x.serial.bauds == (2000000, 921600, 460800, 230400, 115200)
     assert l7x.relays == ("io0", "power")
     assert l7x.roles_used() == {"io0", "power"}
     assert [str(s) for s in l7x.sequences.download] == [

@@ -45,7 +45,7 @@ def test_dump_is_a_verified_backup_equal_to_the_flash(station):
     assert backup.path != again.path  # a second dump is a second file, never a replacement
     assert backup.meta["md5"] == hashlib.md5(flash).hexdigest()
     assert backup.meta["chip"] == "ESP32-D0WD-V3 (revision v3.0)"
-    assert backup.meta["flash_id"] == "1640ef" and backup.meta["baud"] == 921600
+    assert backup.meta["flash_id"] == "1640ef" and backup.meta["baud"] == 2000000
     assert [b.id for b in store.list(backup.mac)] == [backup.id, again.id]
 
 

@@ -126,3 +126,16 @@ def test_run_boots_the_firmware_and_the_console_shows_its_banner(station):
     slot.board.off()  # the firmware latched power on: a short press switches it off
     assert sim.mode == "off"
     assert slot.board.download_mode().attempt == 1
+
+
+def test_a_bridge_without_2_mbaud_makes_the_ladder_fall_back(sim_station_config):
+    from rig.flasher import FlasherSession
+
+    cfg = sim_station_config(**{"l7x-2": {"max_baud": 921600}})
+    with LiveStation(cfg) as st:
+        slot = st.open_slot("l7x-2")
+        assert slot.board_type.serial.bauds[0] == 2000000
+        with FlasherSession(slot.board) as session:
+            assert session.identity.baud == 921600  # 2 Mbaud garbled, caught, stepped down
+            data = session.read(0, 0x10000)
+        assert data == st.simulated_board("l7x-2").flash.read(0, 0x10000)

@@ -14,7 +14,12 @@ Variants (fact sheet §7, design.md "Board physics"):
   button is released (a later press-and-release switches it off, as the firmware's button
   handler does). The ROM does not latch: in download mode the board is powered only while the
   button is held, and releasing it browns the chip out (silence, RAM state lost).
-* ``devkit`` - ESP32-DevKitC style: powered from USB all the time, EN and IO0 inputs.
+* ``devkit`` - ESP32-DevKitC style: powered from USB all the time, EN and IO0 inputs, and the
+  classic two-transistor auto-reset circuit on its bridge's DTR/RTS
+  (:meth:`SimBoard.set_modem_lines`, driven over RFC 2217 by :mod:`rig.sim.rfc2217`): EN is
+  pulled low while RTS is asserted and DTR is not, IO0 while DTR is asserted and RTS is not. The
+  pull-downs are wired-OR with the relay contacts. EN rises through its RC
+  (:attr:`SimBoard.EN_RISE_DELAY`) once nothing pulls it.
 """
 
 from __future__ import annotations
@@ -71,6 +76,14 @@ class PowerLost(Exception):
 class SimBoard:
     """One simulated board. Use as a context manager, or call :meth:`close`."""
 
+    # Seconds from the auto-reset transistor letting EN go until EN crosses the chip's threshold
+    # (EN pull-up and capacitor; 10 kOhm with the usual 10 uF "auto-reset fix" gives ~0.14 s).
+    # Over RFC 2217 each DTR/RTS change costs the client at least 50 ms (pyserial polls for the
+    # server's acknowledgement), so esptool's ClassicReset passes through (DTR, RTS) = (1, 1) for
+    # ~50 ms before IO0 goes low and keeps IO0 low for >= 150 ms after: an EN that rose faster
+    # than ~0.1 s would boot from flash, one slower than ~0.2 s would miss the IO0 strap.
+    EN_RISE_DELAY = 0.15
+
     def __init__(
         self,
         variant: str = "l7x",
@@ -84,6 +97,7 @@ class SimBoard:
         boot: str | None = None,
         name: str | None = None,
         fail_connects: int = 0,
+        max_baud: int | None = None,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
@@ -114,7 +128,11 @@ class SimBoard:
         elif flash_image is not None:
             self.flash.load(flash_image)
         self.uart = PtyUart(
-            self._on_receive, on_host_close=self._on_host_close, pacing=realtime, name=self.name
+            self._on_receive,
+            on_host_close=self._on_host_close,
+            pacing=realtime,
+            name=self.name,
+            max_baud=max_baud,
         )
         self.scheduler = Scheduler(self.lock, name=self.name, on_error=self.faults.append)
         self.chip = Esp32Chip(
@@ -125,6 +143,11 @@ class SimBoard:
             on_firmware_started=self._firmware_started,
         )
         self._contacts = dict.fromkeys(self.variant.inputs, False)
+        # The host's DTR/RTS (pyserial sense, True = asserted) and the auto-reset pulls they make.
+        self.modem_lines: tuple[bool, bool] = (False, False)
+        self._modem_en_low = False
+        self._modem_io0_low = False
+        self._en_rise = 0  # generation of the pending EN rise (a newer pull cancels it)
         self._latched = False
         self._press_while_running = False
         self.events: list[tuple[float, str]] = []  # (monotonic time, what happened)
@@ -182,6 +205,45 @@ class SimBoard:
         self.press(name)
         time.sleep(seconds)
         self.release(name)
+
+    def set_modem_lines(self, dtr: bool, rts: bool) -> None:
+        """The host's DTR/RTS (pyserial sense: True = asserted, line low), e.g. over RFC 2217.
+
+        devkit: the two-transistor auto-reset circuit - EN pulled low while ``rts and not dtr``,
+        IO0 pulled low while ``dtr and not rts``; when EN is let go it rises after
+        :attr:`EN_RISE_DELAY` and the chip samples IO0 then. l7x: its CH330 has no DTR/RTS, the
+        lines reach nothing.
+        """
+        self.modem_lines = (dtr, rts)
+        if not self.variant.modem_lines:
+            return
+        en_low, io0_low = rts and not dtr, dtr and not rts
+        if en_low and not self._modem_en_low:
+            self._cut.set()  # interrupt a slow flash operation holding the lock
+        with self.lock:
+            self._cut.clear()
+            if io0_low != self._modem_io0_low:
+                self._modem_io0_low = io0_low
+                self._log(f"io0 {'pulled low' if io0_low else 'released'} (DTR/RTS)")
+            if en_low == self._modem_en_low:
+                return
+            self._modem_en_low = en_low
+            self._en_rise += 1
+            self._log(f"en {'pulled low' if en_low else 'released'} (DTR/RTS)")
+            if en_low:
+                if not self._contacts["en"] and self._supply():
+                    self.chip.hold_in_reset()
+            elif not self._contacts["en"]:
+                rise = self._en_rise
+                self.scheduler.call_later(self.EN_RISE_DELAY, lambda: self._en_risen(rise))
+
+    def _en_risen(self, rise: int) -> None:
+        """EN crossed the threshold after the auto-reset let it go (scheduler, under the lock)."""
+        if rise != self._en_rise or self._modem_en_low or self._contacts["en"]:
+            return
+        if self._supply():
+            self._log("en high (auto-reset)")
+            self._reset_chip()
 
     def boot_into(self, mode: str) -> None:
         """Reset the board into ``download`` or ``flash`` boot, as a person with a jumper would.
@@ -257,7 +319,7 @@ class SimBoard:
 
     def _reset_chip(self) -> None:
         """Rising edge of EN or of the supply: the chip samples GPIO0 and boots."""
-        io0_low = self._contacts["io0"]
+        io0_low = self._contacts["io0"] or self._modem_io0_low
         self.chip.reset(io0_low=io0_low)
         if io0_low and self.fail_connects > 0:
             self.fail_connects -= 1
@@ -267,6 +329,8 @@ class SimBoard:
     def _on_en(self, closed: bool) -> None:
         if not self._supply():
             return
+        if not closed and self._modem_en_low:
+            return  # the auto-reset transistor still holds EN low
         if closed:
             self.chip.hold_in_reset()
         else:

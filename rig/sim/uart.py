@@ -67,11 +67,15 @@ class PtyUart:
         pacing: bool = False,
         baud: int = 115200,
         name: str = "sim",
+        max_baud: int | None = None,
     ) -> None:
         self._on_receive = on_receive
         self._on_host_close = on_host_close
         self.pacing = pacing
         self.baud = baud  # the chip's UART rate (what pacing uses)
+        # The USB bridge's fastest rate (the CH330 does 2 Mbaud at most). Above it the bridge's
+        # divisor lands on another rate, so the line runs off the rate the host asked for.
+        self.max_baud = max_baud
         # The ESP32 ROM loader measures the host's rate on the SYNC preamble (0x55 pattern) and
         # follows it; the stub and a firmware run at a fixed rate. The chip sets this flag.
         self.autobaud = False
@@ -227,6 +231,8 @@ class PtyUart:
         a failed baud switch shows on real hardware.
         """
         host = self.host_baud()
+        if host is not None and self.max_baud is not None and host > self.max_baud:
+            host = host * 3 // 4  # the nearest divisor the bridge has: a different rate
         if host is None or abs(host - self.baud) <= 0.03 * self.baud:
             return data
         if receiving and self.autobaud:

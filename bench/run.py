@@ -1,0 +1,191 @@
+"""`make bench`: the rig against the UART's physical limit, on the paced simulated station.
+
+Run from the repository: ``python bench/run.py [--quick] [--json FILE]``. Every number comes
+from one run on this machine, side by side: the simulated boards pace their UART at baud/10
+bytes per second per direction and take datasheet NOR erase/program times (rig/sim/uart.py,
+rig/sim/flash.py), so what is measured is protocol efficiency, not the host's speed.
+
+This script is a tool outside the ``rig`` package, so it may build simulated stations directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rig import config
+from rig.esplog import captured
+from rig.flasher import FlasherSession
+from rig.images import synthetic
+from rig.station import LiveStation
+
+HAND_DUMP_S = 402.0  # the seed's measurement: esptool read_flash of 4 MB at 115200 by hand
+FLASH = 0x400000
+
+
+def station(tmp: Path, *, realtime: bool, **slot_changes) -> config.Station:
+    base = config.default_station()
+    slots = []
+    for slot in base.slots:
+        sim = slot.simulated.model_copy(update={"realtime": realtime, **slot_changes})
+        slots.append(slot.model_copy(update={"simulated": sim}))
+    return base.model_copy(
+        update={"locks": tmp / "locks", "backups": tmp / "backups", "slots": tuple(slots)}
+    )
+
+
+def dump(tmp: Path, baud: int, size: int, *, realtime: bool = True, slot: str = "l7x-1") -> dict:
+    """Read ``size`` bytes at ``baud`` through the rig's flasher session; payload bytes/s."""
+    with LiveStation(station(tmp, realtime=realtime)) as st:
+        live = st.open_slot(slot)
+        with FlasherSession(live.board, bauds=[baud]) as session:
+            t0 = time.monotonic()
+            data = session.read(0, size)
+            seconds = time.monotonic() - t0
+        assert data == st.simulated_board(slot).flash.read(0, size), "dump differs from flash"
+    rate = size / seconds
+    return {
+        "baud": baud,
+        "bytes": size,
+        "seconds": round(seconds, 3),
+        "bytes_per_s": round(rate),
+        "efficiency": round(rate / (baud / 10), 4),
+    }
+
+
+def restore(tmp: Path, baud: int) -> dict:
+    """App-only change, then: the rig's verified fast restore vs stock esptool write-flash of
+    the whole 4 MB image, both end to end (download mode by relays, connect, write, verify)."""
+    original = synthetic.vendor_l7x_flash()
+    image = tmp / "backup.bin"
+    image.write_bytes(original)
+    app = synthetic.custom_grbl_app()
+    result = {"baud": baud, "image_bytes": len(original)}
+    with LiveStation(station(tmp, realtime=True)) as st:
+        live = st.open_slot("l7x-2")
+        sim = st.simulated_board("l7x-2")
+        for who in ("rig", "esptool"):
+            sim.flash.preload(0, original)
+            sim.flash.preload(synthetic.APP_OFFSET, app + b"\xff" * 0x1000)  # the app changed
+            t0 = time.monotonic()
+            if who == "rig":
+                with FlasherSession(live.board, bauds=[baud]) as session:
+                    stats = session.write(0, original)
+                result["rig_written"] = stats.written
+            else:
+                live.board.download_mode()
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "esptool",
+                        "--chip",
+                        "esp32",
+                        "--port",
+                        live.board.port.resolve(),
+                        "--before",
+                        "no-reset",
+                        "--after",
+                        "no-reset",
+                        "-b",
+                        str(baud),
+                        "write-flash",
+                        "0",
+                        str(image),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stdout + proc.stderr)
+            result[f"{who}_s"] = round(time.monotonic() - t0, 2)
+            assert sim.flash.view() == original, f"{who}: flash differs after the restore"
+    result["ratio"] = round(result["rig_s"] / result["esptool_s"], 3)
+    return result
+
+
+def profile_read(tmp: Path) -> dict:
+    """Where an unpaced 4 MB read spends its time (cProfile, top functions)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    with LiveStation(station(tmp, realtime=False)) as st:
+        live = st.open_slot("l7x-3")
+        with FlasherSession(live.board, bauds=[921600]) as session:
+            prof.enable()
+            session.read(0, FLASH)
+            prof.disable()
+    stats = pstats.Stats(prof).sort_stats("tottime")
+    top = []
+    for (file, line, fn), (_cc, _nc, tt, _ct, _callers) in list(stats.stats.items()):
+        top.append((tt, f"{Path(file).name}:{line} {fn}"))
+    top.sort(reverse=True)
+    return {"host_side_top": [{"seconds": round(t, 3), "where": w} for t, w in top[:5]]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller transfers (< 2 minutes)")
+    parser.add_argument("--json", type=Path, default=Path("bench/results.json"))
+    args = parser.parse_args()
+    console = Console()
+    results: dict = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}",
+        "quick": args.quick,
+    }
+    sizes = (
+        {115200: 0x10000, 921600: 0x40000, 2000000: 0x80000}
+        if args.quick
+        else {115200: 0x100000, 921600: 0x100000, 2000000: 0x100000}
+    )
+    with tempfile.TemporaryDirectory() as tmp_dir, captured():
+        tmp = Path(tmp_dir)
+        results["dump_efficiency"] = [dump(tmp, b, n) for b, n in sizes.items()]
+        results["l7x_dump_4mb"] = dump(tmp, 2000000, FLASH)
+        results["l7x_dump_4mb"]["vs_hand_s"] = HAND_DUMP_S
+        results["restore_app_change"] = restore(tmp, 921600 if args.quick else 2000000)
+        results["unpaced_4mb_read"] = dump(tmp, 921600, FLASH, realtime=False, slot="l7x-4")
+        if not args.quick:
+            results["profile"] = profile_read(tmp)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+    table = Table(title=f"rig bench{' (quick)' if args.quick else ''}: {results['machine']}")
+    for column in ("measure", "result", "target"):
+        table.add_column(column)
+    for d in results["dump_efficiency"]:
+        table.add_row(
+            f"dump {d['bytes'] >> 10} KB at {d['baud']}",
+            f"{d['efficiency']:.3f} of baud/10 ({d['bytes_per_s'] / 1024:.1f} KiB/s)",
+            ">= 0.95",
+        )
+    d = results["l7x_dump_4mb"]
+    table.add_row("L7X 4 MB dump at 2 Mbaud", f"{d['seconds']:.1f} s (by hand: 402 s)", "-")
+    r = results["restore_app_change"]
+    table.add_row(
+        f"restore after app change ({r['baud']})",
+        f"rig {r['rig_s']} s vs esptool {r['esptool_s']} s = {r['ratio']}",
+        "<= 0.5",
+    )
+    u = results["unpaced_4mb_read"]
+    table.add_row("unpaced 4 MB read", f"{u['seconds']:.1f} s", "<= 10 s")
+    console.print(table)
+    console.print(f"JSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""esptool's process-wide logger, captured per session (and nested) instead of printed."""
+
+from __future__ import annotations
+
+from esptool.logger import log
+
+from rig.esplog import captured
+
+
+def test_captured_sessions_nest_and_restore(capsys):
+    progress = []
+    with captured() as outer:
+        log.print("outer 1")
+        with captured(lambda d, t, p: progress.append((d, t, p))) as inner:
+            log.print("inner")
+            log.warning("careful")
+            log.progress_bar(512, 1024, prefix="Writing at 0x00010000 ")
+        log.print("outer 2")
+    assert outer.lines == ["outer 1", "outer 2"]
+    assert inner.lines == ["inner", "WARNING: careful"]
+    assert progress == [(512, 1024, "Writing at 0x00010000")]
+    assert "outer" not in capsys.readouterr().out  # nothing reached stdout
