@@ -160,7 +160,9 @@ def run_op(ctx: Context, name: str, as_json: bool, body) -> None:
                 body(report, session, progress, slot)
             report.ok = True
         except Exception as err:  # the report carries it; exit code 1
-            report.error = str(err)
+            from .operations import explain_failure
+
+            report.error = explain_failure(err, ctx.slot.id, report.data.get("backup_id"))
     finish(report, as_json)
 
 
@@ -180,6 +182,7 @@ def backup_step(report, session, store, mode, meta, progress):
 
     with report.step("backup") as step:
         backup, taken = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
+        report.data["backup_id"] = backup.id if backup else None
         if backup is None:
             step.detail = "skipped (--force)"
         else:

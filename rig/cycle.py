@@ -18,6 +18,7 @@ from .operations import (
     OperationError,
     boot_check,
     ensure_backup,
+    explain_failure,
     firmware_in,
 )
 from .report import Report
@@ -45,6 +46,7 @@ def run_cycle(
     """Run the whole cycle on an open slot; the report says which step failed and why."""
     board = slot.board
     report = Report("cycle", slot.id)
+    backup = None
     meta = {"board_type": slot.board_type.name, "slot": slot.id, **(meta or {})}
     try:
         with FlasherSession(board, expected_mac=slot.config.expected_mac) as session:
@@ -93,7 +95,7 @@ def run_cycle(
             _restore(report, slot, store, backup, ident.mac, progress)
         report.ok = True
     except Exception as err:
-        report.error = str(err)
+        report.error = explain_failure(err, slot.id, backup.id if backup else None)
     return report
 
 

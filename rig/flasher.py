@@ -25,6 +25,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 ROM_BAUD = 115200
 MD5_BLOCK = 0x10000  # first pass of the verified fast write: 64 KB blocks ...
 MD5_SECTOR = 0x1000  # ... then 4 KB sectors inside the blocks that differ
+READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
 DETECTED_FLASH_SIZES = {0x14: 1, 0x15: 2, 0x16: 4, 0x17: 8, 0x18: 16, 0x19: 32}  # RDID byte 2 -> MB
 
 
@@ -34,6 +35,18 @@ class FlasherError(RuntimeError):
 
 class WrongBoard(FlasherError):
     """The chip on the port is not the board this operation was started for."""
+
+
+class PartialWrite(FlasherError):
+    """A write gave up with part of the image unverified; ``unverified`` holds the ranges."""
+
+    def __init__(self, message: str, unverified: list[tuple[int, int]]) -> None:
+        super().__init__(message)
+        self.unverified = unverified
+
+
+def describe_ranges(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{start:#x}-{end - 1:#x}" for start, end in ranges) or "nothing"
 
 
 @dataclass(frozen=True)
@@ -79,8 +92,15 @@ class FlasherSession:
         bauds: Sequence[int] | None = None,
         expected_mac: str | None = None,
         connect_attempts: int = 2,
+        retries: int = 2,
+        backoff: float = 0.5,
     ) -> None:
+        """``retries``: how often a failed transfer is resumed after reconnecting (download
+        mode by relays again), waiting ``backoff`` seconds, doubled each time."""
         self.board = board
+        self.retries = retries
+        self.backoff = backoff
+        self.recoveries: list[str] = []  # what went wrong and was recovered from
         self.bauds = list(bauds if bauds is not None else board.type.serial.bauds)
         self.expected_mac = normalise_mac(expected_mac) if expected_mac else None
         self.connect_attempts = connect_attempts
@@ -149,6 +169,7 @@ class FlasherSession:
             flash_id = esp.flash_id()
         size_mb = DETECTED_FLASH_SIZES.get((flash_id >> 16) & 0xFF, 0)
         self.identity = Identity(chip, mac, features, crystal, flash_id, size_mb << 20, baud)
+        self.expected_mac = mac  # a reconnect must find the same board
 
     def close(self) -> None:
         if self.esp is not None:
@@ -181,55 +202,122 @@ class FlasherSession:
             raise FlasherError(f"{self.board.slot_id}: not connected")
         return self.esp
 
+    # -- recovery -------------------------------------------------------------------------------
+    def reconnect(self) -> None:
+        """Relays into download mode again, esptool, stub, the same baud ladder, same MAC."""
+        self.close()
+        self.connect()
+
+    def _recovering(self, what: str, fn):
+        """Run ``fn``; after a transient failure reconnect (with backoff) and run it again."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except WrongBoard:
+                raise
+            except FlasherError as err:
+                if attempt == self.retries:
+                    raise
+                self.recoveries.append(f"{what}: {err}")
+                self.board.clock.sleep(self.backoff * 2**attempt)
+                try:
+                    self.reconnect()
+                except WrongBoard:
+                    raise
+                except FlasherError as again:
+                    self.recoveries.append(f"reconnect: {again}")
+        raise AssertionError("unreachable")
+
+    def _call(self, what: str, fn):
+        """One esptool call, its errors turned into FlasherError naming the board."""
+        esp = self._require()
+        try:
+            with self._esptool():
+                return fn(esp)
+        except (FatalError, OSError) as err:
+            raise FlasherError(f"{self.board.slot_id}: {what}: {err}") from err
+
     # -- operations -----------------------------------------------------------------------------
     def read(self, offset: int, length: int, progress: Progress | None = None) -> bytes:
-        esp = self._require()
+        """Read in chunks; a chunk that fails is read again after a reconnect."""
+        parts: list[bytes] = []
+        for start in range(offset, offset + length, READ_CHUNK):
+            size = min(READ_CHUNK, offset + length - start)
+            base = start - offset
 
-        def on_block(done: int, total: int, _offset: int) -> None:
-            if progress is not None:
-                progress(done, total)
+            def on_block(done: int, _total: int, _offset: int, base: int = base) -> None:
+                if progress is not None:
+                    progress(base + done, length)
 
-        try:
-            with self._esptool():
-                return esp.read_flash(offset, length, on_block)
-        except FatalError as err:
-            raise FlasherError(
-                f"{self.board.slot_id}: read {offset:#x}+{length:#x}: {err}"
-            ) from err
+            what = f"read {start:#x}+{size:#x}"
+            parts.append(
+                self._recovering(
+                    what,
+                    lambda s=start, n=size, w=what, cb=on_block: self._call(
+                        w, lambda esp: esp.read_flash(s, n, cb)
+                    ),
+                )
+            )
+        return b"".join(parts)
 
     def md5(self, offset: int, length: int) -> str:
-        esp = self._require()
-        try:
-            with self._esptool():
-                return esp.flash_md5sum(offset, length)
-        except FatalError as err:
-            raise FlasherError(f"{self.board.slot_id}: MD5 {offset:#x}+{length:#x}: {err}") from err
+        what = f"MD5 {offset:#x}+{length:#x}"
+        return self._recovering(
+            what, lambda: self._call(what, lambda esp: esp.flash_md5sum(offset, length))
+        )
 
     def erase_chip(self) -> None:
-        esp = self._require()
-        try:
-            with self._esptool():
-                esp.erase_flash()
-        except FatalError as err:
-            raise FlasherError(f"{self.board.slot_id}: chip erase: {err}") from err
+        self._recovering(
+            "chip erase", lambda: self._call("chip erase", lambda esp: esp.erase_flash())
+        )
 
     def erase_region(self, offset: int, size: int) -> None:
-        esp = self._require()
-        try:
-            with self._esptool():
-                esp.erase_region(offset, size)
-        except FatalError as err:
-            raise FlasherError(f"{self.board.slot_id}: erase {offset:#x}+{size:#x}: {err}") from err
+        what = f"erase {offset:#x}+{size:#x}"
+        self._recovering(what, lambda: self._call(what, lambda esp: esp.erase_region(offset, size)))
 
     def write(self, offset: int, data: bytes, progress: Progress | None = None) -> WriteStats:
         """Verified fast write: MD5 the chip per block, write only what differs, verify all.
 
         Blocks are compared by the chip's own MD5 (64 KB, refined to 4 KB sectors where a block
-        differs), never by what we believe was written before. Every written run and finally
-        the whole image are checked against the chip's MD5 again.
+        differs), never by what we believe was written before. After a failure the session
+        reconnects and compares again, so the write resumes from the last verified block. Every
+        written run and finally the whole image are checked against the chip's MD5.
         """
         stats = WriteStats()
-        runs = self.differing_runs(offset, data)
+        first_scan = True
+        for attempt in range(self.retries + 1):
+            try:
+                runs = self.differing_runs(offset, data)
+                if first_scan:
+                    stats.skipped = len(data) - sum(len(c) for _, c in runs)
+                    first_scan = False
+                self._write_runs(runs, stats, progress)
+                if self.md5(offset, len(data)) != hashlib.md5(data).hexdigest():
+                    raise FlasherError(
+                        f"{self.board.slot_id}: {offset:#x}+{len(data):#x} does not match the "
+                        "image after writing (chip MD5 differs)"
+                    )
+                return stats
+            except WrongBoard:
+                raise
+            except FlasherError as err:
+                if attempt == self.retries:
+                    unverified = self._unverified(offset, data)
+                    raise PartialWrite(
+                        f"{err}; flash partly written: {describe_ranges(unverified)} unverified",
+                        unverified,
+                    ) from err
+                self.recoveries.append(f"write: {err}")
+                self.board.clock.sleep(self.backoff * 2**attempt)
+                try:
+                    self.reconnect()
+                except WrongBoard:
+                    raise
+                except FlasherError as again:
+                    self.recoveries.append(f"reconnect: {again}")
+        raise AssertionError("unreachable")
+
+    def _write_runs(self, runs, stats: WriteStats, progress: Progress | None) -> None:
         total = sum(len(chunk) for _, chunk in runs)
         done = 0
         for run_offset, chunk in runs:
@@ -240,26 +328,28 @@ class FlasherSession:
 
                 self.progress = run_progress
             try:
-                with self._esptool():
-                    write_flash(self._require(), [(run_offset, chunk)], compress=True)
-            except FatalError as err:
-                raise FlasherError(
-                    f"{self.board.slot_id}: write {run_offset:#x}+{len(chunk):#x}: {err}"
-                ) from err
+                self._call(
+                    f"write {run_offset:#x}+{len(chunk):#x}",
+                    lambda esp, o=run_offset, c=chunk: write_flash(esp, [(o, c)], compress=True),
+                )
             finally:
                 self.progress = None
             done += len(chunk)
             stats.written += len(chunk)
             stats.regions += 1
-        stats.skipped = len(data) - stats.written
-        if self.md5(offset, len(data)) != hashlib.md5(data).hexdigest():
-            raise FlasherError(
-                f"{self.board.slot_id}: {offset:#x}+{len(data):#x} does not match the image "
-                "after writing (chip MD5 differs)"
-            )
         if progress is not None:
             progress(total, total)
-        return stats
+
+    def _unverified(self, offset: int, data: bytes) -> list[tuple[int, int]]:
+        """The ranges that do not (or cannot now) be shown to match ``data`` (one look, no
+        further recovery: the caller is giving up)."""
+        retries, self.retries = self.retries, 0
+        try:
+            return [(o, o + len(c)) for o, c in self.differing_runs(offset, data)]
+        except FlasherError:
+            return [(offset, offset + len(data))]
+        finally:
+            self.retries = retries
 
     def differing_runs(self, offset: int, data: bytes) -> list[tuple[int, bytes]]:
         """Contiguous runs of ``data`` whose chip content differs (by chip-side MD5)."""

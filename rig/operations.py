@@ -192,6 +192,19 @@ def ensure_backup(
     return take_backup(session, store, meta, progress), True
 
 
+def explain_failure(err: Exception, slot_id: str, backup_id: str | None) -> str:
+    """One error that names the fault and the board's state, and the way back."""
+    from .flasher import PartialWrite
+
+    text = str(err)
+    if isinstance(err, PartialWrite):
+        if backup_id is not None:
+            text += f"; verified backup {backup_id} exists: run `rig restore --slot {slot_id}`"
+        else:
+            text += "; no backup of this board was taken"
+    return text
+
+
 # -- boot check -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BootCheck:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rig.backups import BackupStore
 from rig.cli import main
 from rig.cycle import run_cycle
-from rig.flasher import FlasherError, FlasherSession, WrongBoard
+from rig.flasher import FlasherSession, PartialWrite, WrongBoard
 from rig.images import synthetic
 from rig.operations import BadInput as BadImage
 from rig.operations import OperationError, ensure_backup, resolve_images, take_backup
@@ -98,7 +98,7 @@ def test_power_loss_mid_write_fails_clearly_and_restore_recovers(station):
     sim = station.simulated_board("l7x-2")
     store = BackupStore(station.config.backups)
     original = sim.flash.view()
-    with session(slot) as s:
+    with session(slot, retries=0) as s:  # no automatic recovery: the failure must be clear
         backup = take_backup(s, store, {})
         s.erase_chip()
         cut = threading.Event()
@@ -109,9 +109,11 @@ def test_power_loss_mid_write_fails_clearly_and_restore_recovers(station):
                 slot.relays["power"].open()
 
         image = resolve_images(["custom-grbl"], slot.board_type)[0]
-        with pytest.raises(FlasherError) as err:
+        with pytest.raises(PartialWrite) as err:
             s.write(image.offset, image.data, pull_the_plug)
     assert "l7x-2: write" in str(err.value)
+    assert f"flash partly written: {image.offset:#x}-" in str(err.value)
+    assert err.value.unverified[0][0] == image.offset
     assert sim.mode == "off" and sim.flash.view() != original
     with session(slot, expected_mac=backup.mac) as s:  # the relays bring it back
         stats = s.write(0, backup.read())
@@ -205,3 +207,43 @@ def test_cycle_json_reports_every_step(tmp_path, sim_station_config):
     assert restore["bytes_skipped"] > 0 and restore["bytes_written"] > 0
     assert "Grbl 1.3a" in report["steps"][5]["data"]["console"]
     assert "Grbl 1.1f" in report["steps"][8]["data"]["console"]
+
+
+def test_power_loss_mid_write_and_mid_read_are_recovered_automatically(station):
+    slot = station.open_slot("l7x-4")
+    sim = station.simulated_board("l7x-4")
+    image = resolve_images(["custom-grbl"], slot.board_type)[0]
+    cuts = []
+
+    def pull_the_plug_once(done, total):
+        if done > 100_000 and not cuts:
+            cuts.append(done)
+            slot.relays["power"].open()
+
+    with session(slot, backoff=0.01) as s:
+        stats = s.write(image.offset, image.data, pull_the_plug_once)
+        assert sim.flash.read(image.offset, len(image.data)) == image.data
+        assert s.recoveries and "write" in s.recoveries[0]
+        # Resumed from the last verified block: the retry wrote less than the whole image.
+        assert 0 < stats.written < len(image.data) - stats.skipped
+        cuts.clear()
+        data = s.read(0, 0x100000, pull_the_plug_once)  # resumes per 256 KB chunk
+    assert data == sim.flash.read(0, 0x100000)
+    assert any(r.startswith("read ") for r in s.recoveries)
+
+
+def test_a_failed_write_names_the_unverified_range_and_the_way_back():
+    from rig.flasher import PartialWrite
+    from rig.operations import explain_failure
+
+    err = PartialWrite(
+        "l7x-2: write 0x10000+0x70000: No serial data received.; flash partly "
+        "written: 0x10000-0x7ffff unverified",
+        [(0x10000, 0x80000)],
+    )
+    text = explain_failure(err, "l7x-2", "24-0a-c4-00-00-02/20261126T000000.000000Z-abc")
+    assert text.endswith(
+        "verified backup 24-0a-c4-00-00-02/20261126T000000.000000Z-abc exists: "
+        "run `rig restore --slot l7x-2`"
+    )
+    assert "0x10000-0x7ffff unverified" in text
