@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from .cli_common import (
     station_option,
 )
 from .cli_ops import COMMANDS
+from .cli_serve import run_sim_transport, serve_command, transport_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -173,6 +172,7 @@ def _mac_option(ctx, param, value):
 
 
 @main.command("sim")
+@transport_option
 @click.option(
     "--board",
     "variant",
@@ -215,7 +215,9 @@ def _mac_option(ctx, param, value):
     help="reset: a host closing the port resets the board into --boot mode (so stock "
     "esptool can be run again and again); keep: leave the chip as it is.",
 )
-def sim_command(variant, boot, flash_image, blank, mac, seed, realtime, save_flash, on_close):
+def sim_command(
+    variant, boot, flash_image, blank, mac, seed, realtime, save_flash, on_close, transport
+):
     """Run one simulated ESP32 board on a pseudo-terminal until SIGINT/SIGTERM.
 
     The first line on stdout is PORT=<path>; point stock esptool at it with
@@ -246,25 +248,7 @@ def sim_command(variant, boot, flash_image, blank, mac, seed, realtime, save_fla
         )
     except ValueError as err:  # e.g. an image larger than the flash
         raise click.BadParameter(str(err), param_hint="--flash-image") from err
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        click.echo(f"PORT={board.port}")
-        sys.stdout.flush()
-        err = Console(stderr=True)
-        err.print(
-            f"[bold]{board.variant.description}[/] MAC {board.mac_str}, "
-            f"{board.flash.size // 0x100000} MB flash, boot={boot}, on-close={on_close}"
-            f"{', realtime' if realtime else ''}"
-        )
-        err.print(f"try: esptool --port {board.port} --before no-reset --after no-reset chip-id")
-        while not stop.wait(0.2):
-            pass
-    finally:
-        if save_flash is not None:
-            board.flash.save(save_flash)
-        board.close()
+    run_sim_transport(board, transport, save_flash=save_flash)
 
 
 @main.command("demo")
@@ -306,7 +290,7 @@ def demo_command(as_json):
     finish(report, as_json)
 
 
-for _command in COMMANDS:
+for _command in [*COMMANDS, serve_command]:
     main.add_command(_command)
 
 

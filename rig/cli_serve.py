@@ -1,0 +1,192 @@
+"""``rig serve`` and ``rig sim --transport``: the RFC 2217 front ends (docs/remote.md).
+
+``serve_command`` is registered on the ``rig`` group by ``rig/cli.py``; ``transport_option`` and
+:func:`run_sim_transport` are what ``rig sim`` uses to offer ``--transport pty|rfc2217``.
+``python -m rig.cli_serve`` runs ``rig serve`` on its own.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .cli_common import BadInput, OperationFailed, load_station, pick_slot, station_option
+
+__all__ = ["run_sim_transport", "serve_command", "transport_option"]
+
+REMOTE_WARNING = (
+    "warning: RFC 2217 has no authentication - anyone who can reach {bind}:{port} can reset "
+    "and flash these boards and read their flash. Prefer the default loopback bind with "
+    "`ssh -L` (docs/remote.md)."
+)
+
+
+def _log(line: str) -> None:
+    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+
+@click.command("serve")
+@station_option
+@click.option(
+    "--slot",
+    "slot_ids",
+    multiple=True,
+    help="Slot to serve (repeatable; default: the station's only slot).",
+)
+@click.option("--all", "all_slots", is_flag=True, help="Serve every slot of the station.")
+@click.option(
+    "--bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; a non-loopback address needs --allow-remote.",
+)
+@click.option(
+    "--port",
+    "first_port",
+    type=click.IntRange(0, 65535),
+    default=4000,
+    show_default=True,
+    help="TCP port of the first slot; the next slots take the following ports (0: any free).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow binding to a non-loopback address (RFC 2217 has no authentication).",
+)
+def serve_command(station_path, slot_ids, all_slots, bind, first_port, allow_remote):
+    """Serve slots as RFC 2217 ports whose DTR/RTS drive the relays.
+
+    Stock esptool, idf.py, PlatformIO or the Arduino IDE point at rfc2217://HOST:PORT and use
+    their default resets: the bootloader reset plays the board's `download` sequence, a hard
+    reset its `run` sequence (per board type: `rfc2217` in its YAML). One client per slot; the
+    slot is locked only while a client is connected, and its relays are released when it
+    leaves. Prints `SERVE <slot> <url>` per slot on stdout, then serves until SIGINT/SIGTERM.
+    """
+    from .relays import Terminated, install_safety_net
+    from .serve import ServeError, SlotServer, is_loopback
+    from .station import LiveStation
+
+    cfg = load_station(station_path)
+    if all_slots and slot_ids:
+        raise BadInput("--all and --slot exclude each other")
+    if all_slots:
+        ids = [slot.id for slot in cfg.slots]
+    elif slot_ids:
+        ids = list(dict.fromkeys(pick_slot(cfg, slot_id) for slot_id in slot_ids))
+    else:
+        ids = [pick_slot(cfg, None)]
+    if first_port and first_port + len(ids) - 1 > 65535:
+        raise BadInput(f"{len(ids)} slots from port {first_port} run past port 65535")
+    remote = not is_loopback(bind)
+    if remote and not allow_remote:
+        raise BadInput(
+            f"--bind {bind} is not a loopback address and RFC 2217 has no authentication; "
+            "forward the port with `ssh -L` instead (docs/remote.md), or pass --allow-remote"
+        )
+
+    install_safety_net()  # relays released on SIGINT/SIGTERM/SIGHUP and at exit
+    station = LiveStation(cfg)
+    servers: list[Any] = []
+    station_lock = threading.Lock()
+    try:
+        for index, slot_id in enumerate(ids):
+            port = first_port + index if first_port else 0
+            try:
+                server = SlotServer(
+                    station, slot_id, bind=bind, port=port, station_lock=station_lock, log=_log
+                )
+            except ServeError as err:
+                raise BadInput(str(err)) from err
+            servers.append(server)
+            try:
+                server.check()
+            except ServeError as err:
+                raise OperationFailed(str(err)) from err
+        for server in servers:
+            server.start()
+            click.echo(f"SERVE {server.slot_id} {server.url}")
+        sys.stdout.flush()
+        if remote:
+            click.echo(REMOTE_WARNING.format(bind=bind, port=servers[0].port), err=True)
+        _log(f"try: esptool --port {servers[0].url} chip-id    (Ctrl-C stops serving)")
+        stop = threading.Event()
+        while not stop.wait(0.5):
+            pass
+    except (KeyboardInterrupt, Terminated):
+        _log("stopping")
+    finally:
+        for server in servers:
+            server.close()
+        station.close()
+
+
+# -- rig sim --transport -------------------------------------------------------------------------
+transport_option = click.option(
+    "--transport",
+    type=click.Choice(["pty", "rfc2217"]),
+    default="pty",
+    show_default=True,
+    help="pty: a pseudo-terminal (no DTR/RTS); rfc2217: a loopback RFC 2217 port that carries "
+    "DTR/RTS (a devkit resets through its auto-reset circuit, an l7x ignores them).",
+)
+
+
+def run_sim_transport(
+    board: Any,
+    transport: str = "pty",
+    *,
+    save_flash: Path | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve a simulated board on ``transport`` until SIGINT/SIGTERM (or ``stop`` is set).
+
+    The first stdout line is ``PORT=<port>``: the pty path, or ``rfc2217://127.0.0.1:N``.
+    On exit the flash is saved to ``save_flash`` (if given) and the board is closed.
+    """
+    endpoint = None
+    try:
+        if transport == "rfc2217":
+            from .sim.rfc2217 import Rfc2217Endpoint
+
+            endpoint = Rfc2217Endpoint(board)
+            port = endpoint.url
+        elif transport == "pty":
+            port = board.port
+        else:
+            raise BadInput(f"unknown transport {transport!r} (pty or rfc2217)")
+        if stop is None:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"PORT={port}")
+        sys.stdout.flush()
+        err = Console(stderr=True)
+        err.print(
+            f"[bold]{board.variant.description}[/] MAC {board.mac_str}, "
+            f"{board.flash.size // 0x100000} MB flash, boot={board.default_boot}, "
+            f"on-close={board.on_close}{', realtime' if board.uart.pacing else ''}"
+            f"{', rfc2217' if endpoint else ''}"
+        )
+        if endpoint is not None and board.variant.modem_lines:
+            err.print(f"try: esptool --port {port} chip-id   (DTR/RTS reset it, as on a devkit)")
+        else:
+            err.print(f"try: esptool --port {port} --before no-reset --after no-reset chip-id")
+        while not stop.wait(0.2):
+            pass
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+        if save_flash is not None:
+            board.flash.save(save_flash)
+        board.close()
+
+
+if __name__ == "__main__":
+    serve_command(prog_name="rig serve")

@@ -1,0 +1,455 @@
+"""``rig serve``: a slot's serial port as an RFC 2217 endpoint whose DTR/RTS drive the relays.
+
+Developers keep their own tools (esptool, idf.py, PlatformIO, the Arduino IDE) on their laptop
+and point them at ``rfc2217://pi:4000``. Those tools reset a board by toggling DTR/RTS, which a
+relay-wired board such as the L7X does not have. Here the client's lines never reach the serial
+port: they are decoded with the classic two-transistor auto-reset truth table (fact sheet §3.2)
+
+* EN is low while RTS is asserted and DTR is not;
+* IO0 is low while DTR is asserted and RTS is not; it is sampled when EN rises,
+
+and the resulting board events play the board type's sequences (``rfc2217`` in its YAML,
+:class:`rig.config.Rfc2217Mapping`): EN pulled low -> ``off``, EN let go with IO0 low
+(esptool's ClassicReset / UnixTightReset) -> ``download``, EN let go with IO0 high (an RTS
+pulse with DTR inactive: esptool's hard reset) -> ``run``.
+
+The decoder is timing-free, because over a network the lines arrive one round trip apart (and
+pyserial's client waits at least 50 ms for each acknowledgement). ClassicReset goes from
+(DTR, RTS) = (0, 1) through (1, 1) to (1, 0): on a devkit the EN capacitor hides the (1, 1)
+step; here EN let go with both lines asserted waits ``strap_window`` seconds for IO0 to go low.
+The acknowledgement of the decisive line change is sent only when the relay sequence has
+finished, so the client's next step (reading the ROM banner, SYNC) finds the board ready.
+
+One client per slot. The slot is locked, its relays and serial port opened, only while a client
+is connected; when it leaves - cleanly or not - the port is closed, every relay released and the
+lock dropped, so other ``rig`` commands can use the slot between clients. Baud, data size, parity,
+stop bits and purges pass through to the port. RFC 2217 has no authentication: the server binds to
+loopback unless told otherwise (see docs/remote.md for ``ssh -L``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ipaddress
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import serial
+from serial.rfc2217 import IAC, M_NORMAL, PortManager
+
+from .locks import SlotBusy
+from .ports import PortNotFound
+from .sequences import run_sequence
+
+__all__ = [
+    "AutoResetDecoder",
+    "ServeError",
+    "SlotServer",
+    "is_loopback",
+    "rfc2217_url",
+]
+
+EVENTS = ("reset_hold", "bootloader", "hard_reset")
+_DESCRIBE = {
+    "reset_hold": "EN pulled low (RTS without DTR)",
+    "bootloader": "EN let go with IO0 low (bootloader reset)",
+    "hard_reset": "EN let go with IO0 high (hard reset)",
+}
+
+
+class ServeError(RuntimeError):
+    """A slot cannot be served (address in use, slot busy, port missing)."""
+
+
+# -- decoding ------------------------------------------------------------------------------------
+class AutoResetDecoder:
+    """DTR/RTS (pyserial sense: True = asserted) -> board events, by the auto-reset truth table.
+
+    :meth:`set` returns the events a line change causes, in order; :attr:`pending` is a token
+    while EN has been let go with both lines asserted and the strap is still undecided: pass it
+    to :meth:`expire` when the strap window has passed.
+    """
+
+    def __init__(self) -> None:
+        self.dtr = False
+        self.rts = False
+        self.held = False  # EN pulled low by the (virtual) transistor
+        self.pending: int | None = None
+        self._token = 0
+
+    @property
+    def en_low(self) -> bool:
+        return self.rts and not self.dtr
+
+    @property
+    def io0_low(self) -> bool:
+        return self.dtr and not self.rts
+
+    def set(self, dtr: bool | None = None, rts: bool | None = None) -> list[str]:
+        if dtr is not None:
+            self.dtr = dtr
+        if rts is not None:
+            self.rts = rts
+        if self.pending is not None:
+            # EN was let go while DTR = RTS = 1; this change decides what the chip latched.
+            self.pending = None
+            if self.io0_low:
+                return ["bootloader"]
+            if self.en_low:
+                self.held = True  # pulled low again before it rose: no reset happened
+                return []
+            return ["hard_reset"]
+        if self.en_low and not self.held:
+            self.held = True
+            return ["reset_hold"]
+        if self.held and not self.en_low:
+            self.held = False
+            if self.io0_low:
+                return ["bootloader"]
+            if self.dtr and self.rts:
+                self._token += 1
+                self.pending = self._token
+                return []
+            return ["hard_reset"]
+        return []
+
+    def expire(self, token: int) -> list[str]:
+        """The strap window of ``token`` has passed: IO0 was high when EN rose."""
+        if self.pending != token:
+            return []
+        self.pending = None
+        return ["hard_reset"]
+
+
+# -- the port as pyserial's PortManager sees it ----------------------------------------------
+class _PortFacade:
+    """The slot's serial port, except that DTR/RTS go to ``on_line`` instead of the wire.
+
+    PortManager acknowledges a SET_CONTROL only after the attribute assignment returns, so a
+    relay sequence run from ``on_line`` delays the client until the board is ready. Modem status
+    inputs read as inactive where the port has none (a pty answers ENOTTY).
+    """
+
+    def __init__(self, port: serial.SerialBase, on_line: Callable[[str, bool], None]) -> None:
+        self.__dict__["_port"] = port
+        self.__dict__["_on_line"] = on_line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("dtr", "rts"):
+            self._on_line(name, bool(value))
+        else:
+            setattr(self._port, name, value)
+
+    def _status(self, name: str) -> bool:
+        try:
+            return bool(getattr(self._port, name))
+        except (OSError, serial.SerialException):
+            return False
+
+    cts = property(lambda self: self._status("cts"))
+    dsr = property(lambda self: self._status("dsr"))
+    ri = property(lambda self: self._status("ri"))
+    cd = property(lambda self: self._status("cd"))
+
+
+class _Link:
+    """Bytes between a client socket and a serial port through a PortManager (telnet/RFC 2217)."""
+
+    def __init__(self, sock: socket.socket, port: serial.SerialBase, facade: Any, name: str):
+        self.sock = sock
+        self.port = port
+        self._send_lock = threading.Lock()
+        self.alive = True
+        self.manager = PortManager(facade, self)
+        self._reader = threading.Thread(target=self._port_to_client, name=f"{name}-rx", daemon=True)
+
+    def write(self, data: bytes) -> None:  # PortManager's connection interface
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def run(self) -> None:
+        """Copy both ways until the client leaves (or :meth:`stop`)."""
+        self._reader.start()
+        manager = self.manager
+        try:
+            while self.alive:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                if IAC not in data and manager.suboption is None and manager.mode == M_NORMAL:
+                    payload = data  # fast path: plain data, the telnet filter is idle
+                else:
+                    payload = b"".join(manager.filter(data))
+                if payload:
+                    self.port.write(payload)
+        except OSError:
+            pass  # reset by peer, or the socket was shut down by stop()
+        finally:
+            self.alive = False
+            self._reader.join(timeout=2)
+
+    def stop(self) -> None:
+        self.alive = False
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _port_to_client(self) -> None:
+        while self.alive:
+            try:
+                data = self.port.read(self.port.in_waiting or 1)
+                if data:
+                    self.write(data.replace(IAC, IAC + IAC))
+            except (OSError, serial.SerialException):
+                self.alive = False
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- one slot ------------------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """True if every address ``host`` resolves to is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos
+    )
+
+
+def rfc2217_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"rfc2217://{host}:{port}"
+
+
+@dataclass
+class SessionInfo:
+    peer: str
+    events: list[str]
+
+
+class SlotServer:
+    """Serves one slot of a :class:`rig.station.LiveStation` on ``bind``:``port``.
+
+    ``station_lock`` serialises open/close of slots when several servers share a station.
+    ``log`` receives one line per connection and per board event.
+    """
+
+    def __init__(
+        self,
+        station: Any,
+        slot_id: str,
+        *,
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        station_lock: threading.Lock | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.station = station
+        self.slot_id = slot_id
+        self.board_type = station.config.board_of(slot_id)
+        self.mapping = self.board_type.rfc2217
+        self._station_lock = station_lock or threading.Lock()
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        try:
+            family = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM)[0][0]
+            self._listener = socket.create_server((bind, port), family=family, backlog=4)
+        except OSError as err:
+            raise ServeError(f"{slot_id}: cannot listen on {bind}:{port}: {err}") from err
+        self.port = self._listener.getsockname()[1]
+        self.url = rfc2217_url(bind, self.port)
+        self._closed = threading.Event()
+        self._session_lock = threading.Lock()
+        self._link: _Link | None = None
+        self._session_thread: threading.Thread | None = None
+        self.sessions: collections.deque[SessionInfo] = collections.deque(maxlen=100)
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"serve-{slot_id}", daemon=True
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast: the slot can be locked, its relays opened and its port found (then freed)."""
+        try:
+            with self._station_lock:
+                live = self.station.open_slot(self.slot_id)
+            try:
+                url = live.board.port.resolve()
+                if url.startswith("/") and not os.path.exists(url):
+                    raise PortNotFound(f"{self.slot_id}: serial port {url} does not exist")
+            finally:
+                with self._station_lock:
+                    live.close()
+        except (SlotBusy, PortNotFound) as err:
+            raise ServeError(str(err)) from err
+
+    def start(self) -> SlotServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop listening, end the current session (its relays are released), wait for it."""
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not)
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._session_lock:
+            link, thread = self._link, self._session_thread
+        if link is not None:
+            link.stop()
+        if thread is not None:
+            thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    @property
+    def busy(self) -> bool:
+        with self._session_lock:
+            return self._session_thread is not None
+
+    # -- connections ----------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, addr = self._listener.accept()
+            except OSError:
+                return  # listener closed
+            peer = f"{addr[0]}:{addr[1]}"
+            with self._session_lock:
+                if self._session_thread is not None or self._closed.is_set():
+                    self.log(f"{self.slot_id}: refused {peer}: one client at a time")
+                    conn.close()
+                    continue
+                self._session_thread = threading.Thread(
+                    target=self._session,
+                    args=(conn, peer),
+                    name=f"serve-{self.slot_id}-client",
+                    daemon=True,
+                )
+                self._session_thread.start()
+
+    def _session(self, conn: socket.socket, peer: str) -> None:
+        info = SessionInfo(peer, [])
+        self.sessions.append(info)
+        live = None
+        try:
+            _tune(conn)
+            try:
+                with self._station_lock:
+                    live = self.station.open_slot(self.slot_id)
+                url = live.board.port.resolve()
+                port = serial.serial_for_url(url, do_not_open=True, exclusive=True)
+                port.baudrate = live.board.console_baud
+                port.timeout = 0.1
+                port.write_timeout = 10
+                port.dtr = False  # both inactive: a bridge's own auto-reset circuit stays idle
+                port.rts = False
+                port.open()
+            except (SlotBusy, PortNotFound, serial.SerialException, OSError) as err:
+                self.log(f"{self.slot_id}: refused {peer}: {err}")
+                return
+            self.log(f"{self.slot_id}: client {peer} connected; slot locked")
+            try:
+                _Session(self, live, port, conn, info).run()
+            finally:
+                port.close()
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+            if live is not None:
+                with self._station_lock:
+                    live.close()  # relays released, pins freed, lock dropped
+                self.log(f"{self.slot_id}: client {peer} left; relays released, slot unlocked")
+            with self._session_lock:
+                self._link = None
+                self._session_thread = None
+
+
+def _tune(conn: socket.socket) -> None:
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # A laptop that sleeps or loses its network must not hold the slot forever.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+class _Session:
+    """One client on one slot: the decoder, its timer, and the relay sequences it plays."""
+
+    def __init__(self, server: SlotServer, live: Any, port, conn, info: SessionInfo) -> None:
+        self.server = server
+        self.live = live
+        self.info = info
+        self.decoder = AutoResetDecoder()
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
+        facade = _PortFacade(port, self._on_line)
+        self.link = _Link(conn, port, facade, f"serve-{live.id}")
+        with server._session_lock:
+            server._link = self.link
+
+    def run(self) -> None:
+        if self.server._closed.is_set():
+            return
+        try:
+            self.link.run()
+        finally:
+            with self._lock:
+                if self._timer is not None:
+                    self._timer.cancel()
+
+    def _on_line(self, name: str, value: bool) -> None:
+        with self._lock:
+            events = self.decoder.set(**{name: value})
+            self._play(events)
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        token = self.decoder.pending
+        if token is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self.server.mapping.strap_window, self._expire, (token,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self, token: int) -> None:
+        with self._lock:
+            if self.link.alive:
+                self._play(self.decoder.expire(token))
+
+    def _play(self, events: list[str]) -> None:
+        for event in events:
+            self.info.events.append(event)
+            sequence = getattr(self.server.mapping, event)
+            slot = self.live.id
+            if sequence is None:
+                self.server.log(f"{slot}: {_DESCRIBE[event]}: ignored")
+                continue
+            self.server.log(f"{slot}: {_DESCRIBE[event]}: {sequence}")
+            board = self.live.board
+            try:
+                run_sequence(
+                    self.live.board_type.sequences[sequence],
+                    self.live.relays,
+                    board.clock,
+                    name=f"{slot}:{sequence}",
+                )
+            except Exception as err:  # a pin error must not kill the link; the client sees it
+                self.server.log(f"{slot}: {sequence} sequence failed: {err}")
