@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from . import __version__
+from .cli_batch import COMMANDS as BATCH_COMMANDS
 from .cli_common import (
     BadInput,
     OperationFailed,
@@ -290,7 +291,7 @@ def demo_command(as_json):
     finish(report, as_json)
 
 
-for _command in [*COMMANDS, serve_command]:
+for _command in [*COMMANDS, *BATCH_COMMANDS, serve_command]:
     main.add_command(_command)
 
 
