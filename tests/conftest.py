@@ -69,6 +69,22 @@ def sim_station_config(tmp_path):
     return make
 
 
+@pytest.fixture
+def sim_station_file(tmp_path):
+    """The shipped simulated station as a file whose locks and backups live under tmp_path (for
+    commands run as subprocesses; parallel tests must not share locks or backups)."""
+    from rig.config import builtin_configs_dir
+
+    station = tmp_path / "stations" / "sim.yaml"
+    station.parent.mkdir()
+    text = (builtin_configs_dir() / "stations" / "sim.yaml").read_text()
+    text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(tmp_path / "locks"))
+    text = text.replace("~/.local/share/rig/sim-backups", str(tmp_path / "backups"))
+    assert str(tmp_path) in text, "the shipped sim station's paths changed: update this fixture"
+    station.write_text(text)
+    return station
+
+
 @pytest.fixture(scope="module")
 def shared_board(request):
     """One simulated L7X per test module (and xdist worker), for tests that reset it anyway."""

@@ -17,19 +17,10 @@ def rig(*args: str, env=None, timeout: float = 60) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """A sim station whose locks live under tmp_path (parallel tests must not share locks)."""
-    station = tmp_path / "stations" / "sim.yaml"
-    station.parent.mkdir()
-    from rig.config import builtin_configs_dir
-
-    text = (builtin_configs_dir() / "stations" / "sim.yaml").read_text()
-    text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(tmp_path / "locks"))
-    text = text.replace("~/.local/share/rig/sim-backups", str(tmp_path / "backups"))
-    station.write_text(text)
+def env(sim_station_file):
     import os
 
-    return {**os.environ, "RIG_STATION": str(station)}
+    return {**os.environ, "RIG_STATION": str(sim_station_file)}
 
 
 def test_check_passes_on_shipped_configs():

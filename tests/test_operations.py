@@ -164,18 +164,8 @@ def test_catalog_file_changed_since_load_is_bad_input(sim_station_config):
         resolve_images([bad.name], board)
 
 
-def test_cycle_json_reports_every_step(tmp_path, sim_station_config):
-    from pathlib import Path
-
+def test_cycle_json_reports_every_step(sim_station_config, sim_station_file):
     cfg = sim_station_config()
-    station_file = tmp_path / "stations" / "sim.yaml"
-    station_file.parent.mkdir()
-    from rig.config import builtin_configs_dir
-
-    text = (Path(builtin_configs_dir()) / "stations" / "sim.yaml").read_text()
-    text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(cfg.locks))
-    text = text.replace("~/.local/share/rig/sim-backups", str(cfg.backups))
-    station_file.write_text(text)
     # The dump is tested elsewhere: give the board a verified backup so the cycle reuses it.
     from rig.sim.efuse import format_mac, mac_from_seed
 
@@ -194,7 +184,7 @@ def test_cycle_json_reports_every_step(tmp_path, sim_station_config):
             "l7x-3",
             "--json",
             "--station",
-            str(station_file),
+            str(sim_station_file),
         ],
         capture_output=True,
         text=True,

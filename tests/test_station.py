@@ -60,7 +60,10 @@ def test_releasing_power_mid_read_fails_the_read_clearly(station):
                 esp.read_flash(0, 0x400000, progress)
         finally:
             esp._port.close()
-    assert "Serial data stream stopped" in str(err.value) or "No serial data" in str(err.value)
+    # esptool's three ways of saying the line went silent (between packets, before any, within
+    # one): which one depends on where the brown-out fell.
+    silent = ("Serial data stream stopped", "No serial data", "Packet content transfer stopped")
+    assert any(text in str(err.value) for text in silent), err.value
     assert station.simulated_board("l7x-2").mode == "off"
 
 
