@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint clean soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rig demo
+
+# The full fault matrix (docs/faults.md): every fault kind x RIG_SOAK_SEEDS seeds (default 20),
+# then a deeper run of the config fuzzer. Prints the table; fails on any invariant violation.
+soak: $(STAMP)
+	RIG_SOAK=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/soak $(PYTEST_ARGS)
+	RIG_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(BIN)/python -m pytest -n 2 -q tests/test_config_fuzz.py
 
 # Benchmarks on the paced simulated station (QUICK=1: smaller transfers, under ~2 minutes).
 bench: $(STAMP)

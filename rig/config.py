@@ -56,6 +56,7 @@ __all__ = [
     "ConfigError",
     "Firmware",
     "FlashRegion",
+    "FaultSpec",
     "FlashSpec",
     "PinsConfig",
     "RelayChannel",
@@ -695,6 +696,116 @@ class PinsConfig(_Model):
         return self
 
 
+# -- simulated faults ------------------------------------------------------------------------------
+# What each fault kind takes (docs/faults.md; rig/sim/faults.py implements them). The key sets
+# are kept here because this module imports nothing from the simulator.
+FAULT_KEYS: dict[str, tuple[str, ...]] = {
+    "noise": ("rate", "on", "after", "length", "duration"),
+    "drop": ("rate", "on", "after", "length", "duration"),
+    "stall": ("seconds", "after", "on"),
+    "unplug": ("after", "on", "gone"),
+    "brownout": ("after", "on", "off"),
+    "bad_sector": ("address", "count"),
+    "hang": ("after", "on"),
+    "relay_stuck": ("role", "state"),
+    "io0_open": (),
+    "slow_flash": ("factor",),
+    "console_garbage": ("bytes", "resets"),
+}
+FAULT_REQUIRED = {
+    "noise": ("rate",),
+    "drop": ("rate",),
+    "stall": ("seconds",),
+    "bad_sector": ("address",),
+}
+LINE_DIRECTIONS = ("to_chip", "to_host", "both")
+FaultKind = Literal[
+    "noise",
+    "drop",
+    "stall",
+    "unplug",
+    "brownout",
+    "bad_sector",
+    "hang",
+    "relay_stuck",
+    "io0_open",
+    "slow_flash",
+    "console_garbage",
+]
+ByteCount = Annotated[
+    int,
+    BeforeValidator(lambda v: _int_like(v, "a byte count")),
+    Field(ge=0),
+    WithJsonSchema(_INT_OR_HEX),
+]
+
+
+def _non_bool_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise _fail(f"expected a number, not a boolean (got {value!r})")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_non_bool_number)]
+
+
+class FaultSpec(_Model):
+    """One injected fault of a simulated board (``simulated: {faults: [...]}``).
+
+    ``kind`` picks the fault; the other keys are the settings that kind takes (``FAULT_KEYS``).
+    Byte counts (``after``, ``length``) count on the stream named by ``on``: ``to_chip``,
+    ``to_host``, ``both``, or ``flash`` (bytes programmed, for events).
+    """
+
+    kind: FaultKind
+    rate: Annotated[Number, Field(gt=0, le=1)] | None = None  # per byte (noise, drop)
+    on: Literal["to_chip", "to_host", "both", "flash"] | None = None
+    after: ByteCount | None = None  # bytes on `on` before it strikes
+    length: Annotated[ByteCount, Field(gt=0)] | None = None  # bytes a noise/drop window lasts
+    duration: Annotated[Number, Field(gt=0, le=3600)] | None = None  # seconds it lasts at most
+    seconds: Annotated[Number, Field(gt=0, le=600)] | None = None  # stall
+    gone: Annotated[Number, Field(ge=0, le=60)] | None = None  # unplug: until re-enumerated
+    off: Annotated[Number, Field(ge=0, le=60)] | None = None  # brown-out: without supply
+    address: Offset | None = None  # bad_sector
+    count: Annotated[int, Strict(), Field(ge=1, le=1024)] | None = None  # bad sectors
+    role: Role | None = None  # relay_stuck (default power)
+    state: Literal["on", "off"] | None = None  # relay_stuck: contact welded on / dead off
+    factor: Annotated[Number, Field(ge=1, le=100)] | None = None  # slow_flash (default 10)
+    bytes: Annotated[int, Strict(), Field(ge=1, le=65536)] | None = None  # console_garbage
+    resets: Annotated[int, Strict(), Field(ge=1)] | None = None  # console_garbage
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_of_kind(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise _fail(f"a fault is a mapping such as {{kind: stall, seconds: 2}} (got {data!r})")
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in FAULT_KEYS:
+            return data  # the kind field reports it
+        allowed = FAULT_KEYS[kind]
+        for key in data:
+            if key != "kind" and key not in allowed:
+                takes = f"takes {', '.join(allowed)}" if allowed else "takes no settings"
+                raise _fail(f"{key!r} is not a setting of a {kind} fault (it {takes})", key)
+        for key in FAULT_REQUIRED.get(kind, ()):
+            if data.get(key) is None:
+                raise _fail(f"a {kind} fault needs {key}", *([key] if key in data else []))
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaultSpec:
+        if self.kind in ("noise", "drop") and self.on == "flash":
+            raise _fail(
+                f"a {self.kind} fault is on the line: on is one of {', '.join(LINE_DIRECTIONS)}",
+                "on",
+            )
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """``{"kind": ..., <the settings given>}`` (what rig.sim.faults.fault_from_dict takes)."""
+        return {"kind": self.kind, **self.model_dump(exclude_none=True, exclude={"kind"})}
+
+
 class SimSlot(_Model):
     """Options for a simulated board in a slot (used with ``pins: {backend: sim}``)."""
 
@@ -709,6 +820,9 @@ class SimSlot(_Model):
     max_baud: Annotated[int, Strict(), Field(gt=0)] | None = None
     # Realistic timing: the UART paced at baud/10 bytes/s, datasheet NOR erase/program times.
     realtime: StrictBool = False
+    # Injected faults (docs/faults.md), seeded by fault_seed (default: the board's seed).
+    faults: tuple[FaultSpec, ...] = ()
+    fault_seed: Annotated[str, Strict()] | Annotated[int, Strict()] | None = None
 
     @model_validator(mode="after")
     def _image(self) -> SimSlot:
@@ -847,6 +961,16 @@ class Station(_Model):
                 else:
                     pins[key] = (slot.id, role)
             if slot.simulated is not None:
+                for j, fault in enumerate(slot.simulated.faults):
+                    stuck = fault.role or "power"
+                    if fault.kind == "relay_stuck" and stuck not in slot.relays:
+                        problems.append(
+                            (
+                                ("slots", i, "simulated", "faults", j, "role"),
+                                f"slot {slot.id} has no {stuck} relay to get stuck "
+                                f"(its relays: {', '.join(slot.relays) or 'none'})",
+                            )
+                        )
                 variant = slot.simulated.variant
                 for role in slot.relays:
                     if role not in SIM_VARIANT_ROLES[variant]:

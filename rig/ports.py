@@ -3,10 +3,16 @@
 A slot names its port as a pyserial URL or device path (``/dev/serial/by-id/...`` is stable
 across replugs: udev names it after the bridge's USB serial number), or by the USB serial number
 itself, matched through pyserial's port listing each time the port is opened.
+
+A replugged bridge needs a moment to enumerate again (the by-id link is removed at the unplug
+and re-created ~1-2 s later); ``reappear`` is how long :meth:`PortSpec.resolve` waits for a
+missing device path or USB serial number to come back before it gives up.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 
 from serial.tools import list_ports
@@ -20,10 +26,26 @@ class PortNotFound(RuntimeError):
 class PortSpec:
     url: str | None = None
     usb_serial: str | None = None
+    reappear: float = 0.0  # seconds to wait for a missing port to come back (0: don't wait)
 
     def resolve(self) -> str:
-        """The URL or device path to open now."""
+        """The URL or device path to open now (waiting up to ``reappear`` for it to exist)."""
+        deadline = time.monotonic() + self.reappear
+        while True:
+            try:
+                return self._resolve_now()
+            except PortNotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _resolve_now(self) -> str:
         if self.url:
+            if self.reappear and self.url.startswith("/") and not os.path.exists(self.url):
+                raise PortNotFound(
+                    f"{self.url} is not there (unplugged?) and did not come back "
+                    f"within {self.reappear:g} s"
+                )
             return self.url
         if self.usb_serial:
             matches = [

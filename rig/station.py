@@ -133,40 +133,63 @@ class LiveStation:
     def _simulated_parts(
         self, slot_cfg: config.Slot, stack: ExitStack
     ) -> tuple[PinFactory, PortSpec]:
+        import os
+        from pathlib import Path
+
         from .images.synthetic import vendor_l7x_flash
         from .sim.board import SimBoard
+        from .sim.faults import coerce, wiring
         from .sim.pins import SimPinFactory
 
+        reappear = 5.0  # seconds an unplugged simulated port may take to re-enumerate
+
         sim = slot_cfg.simulated
+        faults = [coerce(spec) for spec in sim.faults]
         board = self._sim_boards.get(slot_cfg.id)
         if board is None:
             image = sim.flash_image
             if image is None and sim.vendor_flash and sim.variant == "l7x":
                 image = vendor_l7x_flash()
+            seed = sim.seed or slot_cfg.id
             board = SimBoard(
                 sim.variant,
                 mac=sim.mac,
-                seed=sim.seed or slot_cfg.id,
+                seed=seed,
                 flash_image=image,
                 on_close="keep",  # only the relays reset a board on the rig
                 name=slot_cfg.id,
                 fail_connects=sim.fail_connects,
                 max_baud=sim.max_baud,
                 realtime=sim.realtime,
+                inject=faults,
+                inject_seed=sim.fault_seed if sim.fault_seed is not None else seed,
+                # The port the rig opens is a stable alias of the pty, resolved at every open
+                # (as /dev/serial/by-id is on a bench): an unplugged board comes back under a
+                # new pty path. Per process: another process's board of this slot is another
+                # board.
+                port_alias=Path(self.config.locks)
+                / "sim-ports"
+                / f"{self.name}-{slot_cfg.id}-{os.getpid()}",
             )
             self._sim_boards[slot_cfg.id] = board
             self._stack.callback(board.close)  # the board outlives slot use, like hardware
-        wiring = {
-            # io0_connected: false models an IO0 wire that does not reach the module.
+        stuck, io0_reaches = wiring(faults)
+        io0_reaches = io0_reaches and sim.io0_connected
+        wiring_map = {
+            # io0_connected: false (or an io0_open fault) models an IO0 wire that does not reach
+            # the module.
             channel.pin: (
                 board,
-                None if role == "io0" and not sim.io0_connected else SIM_CONTACTS[role],
+                None if role == "io0" and not io0_reaches else SIM_CONTACTS[role],
             )
             for role, channel in slot_cfg.relays.items()
         }
-        factory = SimPinFactory(wiring)
+        factory = SimPinFactory(
+            wiring_map,
+            stuck={slot_cfg.relays[role].pin: closed for role, closed in stuck.items()},
+        )
         stack.callback(factory.close)
-        return factory, PortSpec(url=board.port)
+        return factory, PortSpec(url=board.port_alias, reappear=reappear)
 
 
 def open_station(path: str | None = None, *, clock: Clock = SYSTEM) -> LiveStation:

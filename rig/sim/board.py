@@ -20,19 +20,27 @@ Variants (fact sheet §7, design.md "Board physics"):
   pulled low while RTS is asserted and DTR is not, IO0 while DTR is asserted and RTS is not. The
   pull-downs are wired-OR with the relay contacts. EN rises through its RC
   (:attr:`SimBoard.EN_RISE_DELAY`) once nothing pulls it.
+
+Injected faults (:mod:`rig.sim.faults`: line noise, drops, stalls, unplug and re-enumeration,
+brown-out, bad sectors, a hung chip, slow flash, console garbage) are given as ``inject=[...]``
+or added later with :meth:`SimBoard.inject`; ``port_alias`` names a symlink that always points
+at the board's current pty (the stable name a rig opens, as ``/dev/serial/by-id`` on a bench).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .chip import Esp32Chip
 from .efuse import mac_from_seed, parse_mac
+from .faults import Fault, FaultInjector
 from .flash import INSTANT, REALISTIC, NorFlash
 from .scheduler import Scheduler
 from .uart import PtyUart
@@ -98,6 +106,9 @@ class SimBoard:
         name: str | None = None,
         fail_connects: int = 0,
         max_baud: int | None = None,
+        inject: Iterable[Fault] = (),
+        inject_seed: str | int | None = None,
+        port_alias: str | Path | None = None,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
@@ -133,6 +144,7 @@ class SimBoard:
             pacing=realtime,
             name=self.name,
             max_baud=max_baud,
+            alias=port_alias,
         )
         self.scheduler = Scheduler(self.lock, name=self.name, on_error=self.faults.append)
         self.chip = Esp32Chip(
@@ -151,6 +163,13 @@ class SimBoard:
         self._latched = False
         self._press_while_running = False
         self.events: list[tuple[float, str]] = []  # (monotonic time, what happened)
+        # RIG_SIM_TRACE=FILE: every event is also appended there ("<time> <board> <event>"), so
+        # a test can follow a simulated board living inside another process (rig CLI).
+        self._trace = os.environ.get("RIG_SIM_TRACE") or None
+        self._inject_seed = seed if inject_seed is None else inject_seed
+        self._injector: FaultInjector | None = None
+        for fault in inject:  # before the board powers up: garbage at its first reset
+            self.injector.add(fault)
         if self.variant.always_powered:
             with self.lock:
                 self._log("power on (USB)")
@@ -163,6 +182,11 @@ class SimBoard:
     def port(self) -> str:
         """The serial port path (the pty slave) a host opens."""
         return self.uart.path
+
+    @property
+    def port_alias(self) -> str:
+        """The stable name of the port (the alias symlink if there is one, else the pty)."""
+        return self.uart.port
 
     @property
     def mac_str(self) -> str:
@@ -266,6 +290,60 @@ class SimBoard:
                 self.set_contact("io0", mode == "download")
                 self.set_contact("en", False)
                 self.set_contact("io0", False)
+
+    # -- faults -----------------------------------------------------------------------------------
+    @property
+    def injector(self) -> FaultInjector:
+        """The board's fault injector (created on first use)."""
+        if self._injector is None:
+            self._injector = FaultInjector(self, seed=self._inject_seed)
+        return self._injector
+
+    def inject(self, fault: Fault, *, from_now: bool = True) -> Fault:
+        """Arm ``fault``; with ``from_now`` its ``after`` counts from the current byte."""
+        if from_now:
+            return self.injector.add_after_now(fault)
+        return self.injector.add(fault)
+
+    def unplug(self, gone: float | None = 1.0) -> None:
+        """The USB cable comes out (and goes back in after ``gone`` seconds, unless None). A
+        USB-powered board (devkit) loses power with it; an L7X has its own supply."""
+        usb_powered = self.variant.always_powered
+        back = (lambda: self.scheduler.call_later(0, self._usb_back)) if usb_powered else None
+        self.uart.unplug(gone, on_replug=back)
+        self._log("USB unplugged")
+        if usb_powered:
+            self.scheduler.call_later(0, self._usb_gone)
+
+    def replug(self) -> None:
+        self.uart.replug()
+
+    def brown_out(self, off: float = 0.05) -> None:
+        """The supply sags under the chip: it dies mid-whatever and, if the supply is still
+        there ``off`` seconds later, boots again from its straps."""
+        with self.lock:
+            self._log("brown-out")
+            self._latched = False  # the firmware's latch drops with its chip
+            self.chip.power_off()
+            self.scheduler.call_later(off, self._supply_back)
+
+    def _supply_back(self) -> None:
+        if self.chip.powered or not self._supply():
+            return
+        self._log("supply back")
+        if self._contacts.get("en") or self._modem_en_low:
+            self.chip.powered = True
+            self.chip.hold_in_reset()
+        else:
+            self._reset_chip()
+
+    def _usb_gone(self) -> None:
+        self._log("power off (USB unplugged)")
+        self.chip.power_off()
+
+    def _usb_back(self) -> None:
+        self._log("power on (USB plugged in)")
+        self._supply_back()
 
     # -- console ----------------------------------------------------------------------------------
     def console_lines(self) -> list[str]:
@@ -388,6 +466,13 @@ class SimBoard:
             self.boot_into(self.default_boot)
 
     def _log(self, what: str) -> None:
-        self.events.append((time.monotonic(), what))
+        now = time.monotonic()
+        self.events.append((now, what))
         if len(self.events) > 10000:
             del self.events[:5000]
+        if self._trace is not None:
+            try:
+                with open(self._trace, "a") as f:
+                    f.write(f"{now:.3f} {self.name} {what}\n")
+            except OSError:
+                self._trace = None

@@ -98,6 +98,9 @@ class Esp32Chip:
         self.console: collections.deque[str] = collections.deque(maxlen=4096)  # recent lines
         self._decoder = slip.SlipDecoder()
         self.resets = 0
+        # Called at every power-on / EN reset, before the ROM boots (fault injection: garbage
+        # on the console before the banner).
+        self.on_reset: Callable[[], None] | None = None
 
     # -- power and reset ----------------------------------------------------------------------
     def power_off(self) -> None:
@@ -115,6 +118,8 @@ class Esp32Chip:
         self.powered = True
         self.resets += 1
         self.strap = STRAP_DOWNLOAD if io0_low else STRAP_SPI_BOOT
+        if self.on_reset is not None:
+            self.on_reset()
         self._boot(reason)
 
     def hang(self) -> None:

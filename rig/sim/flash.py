@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,9 @@ class NorFlash:
         self.volatile_sr_write = False
         self.erase_count = 0  # sectors erased since creation; useful to tests and benchmarks
         self.program_bytes = 0
+        # Fault injection (rig.sim.faults): ``hook(offset, data, program)`` decides what of a
+        # page program reaches the array (``program`` is the physics) and may raise.
+        self.program_hook: Callable[[int, bytes, Callable[[int, bytes], None]], None] | None = None
 
     # -- array access ---------------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
@@ -114,6 +118,14 @@ class NorFlash:
         if not data:
             return
         self._check_range(offset, len(data))
+        if self.program_hook is not None:
+            self.program_hook(offset, data, self._program)
+        else:
+            self._program(offset, data)
+
+    def _program(self, offset: int, data: bytes) -> None:
+        if not data:
+            return
         end = offset + len(data)
         with self._lock:
             old = int.from_bytes(self._data[offset:end], "little")

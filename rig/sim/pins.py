@@ -39,11 +39,13 @@ class SimPin(BasePin):
         board: SimBoard | None,
         contact: str | None,
         relay_active_low: bool,
+        stuck: bool | None = None,
     ) -> None:
         super().__init__(key, label, active_low)
         self.board = board
         self.contact = contact
         self.relay_active_low = relay_active_low
+        self.stuck = stuck  # a welded (True) or dead (False) relay contact; None: works
         self.level: bool = level_for(False, active_low)
         self.freed = False
         self._apply()
@@ -53,9 +55,14 @@ class SimPin(BasePin):
         """What the modelled relay does with the current level (its own polarity)."""
         return level_for(True, self.relay_active_low) == self.level
 
+    @property
+    def contact_closed(self) -> bool:
+        """What the relay's contact really does (a stuck relay ignores its coil)."""
+        return self.energised if self.stuck is None else self.stuck
+
     def _apply(self) -> None:
         if self.board is not None and self.contact is not None:
-            self.board.set_contact(self.contact, self.energised)
+            self.board.set_contact(self.contact, self.contact_closed)
 
     def _drive(self, active: bool) -> None:
         self.level = level_for(active, self.active_low)
@@ -73,6 +80,8 @@ class SimPinFactory(BaseFactory):
     A contact of ``None`` models a relay that does not reach the board (a fault: the rig drives
     it, nothing happens). ``relay_active_low[pin]`` overrides the relay board's actual polarity
     for one pin (default: the polarity the pin is requested with, i.e. a correct config).
+    ``stuck[pin]`` is a relay whose contact is welded closed (True) or never closes (False),
+    whatever the pin drives (a fault: the pin level says released, the board says otherwise).
     """
 
     def __init__(
@@ -80,10 +89,12 @@ class SimPinFactory(BaseFactory):
         wiring: Mapping[int | str, tuple[SimBoard | None, str | None]],
         *,
         relay_active_low: Mapping[int | str, bool] | None = None,
+        stuck: Mapping[int | str, bool] | None = None,
     ) -> None:
         super().__init__()
         self.wiring = dict(wiring)
         self.relay_active_low = dict(relay_active_low or {})
+        self.stuck = dict(stuck or {})
         self.pins: dict[int | str, SimPin] = {}  # every pin ever requested, by pin id
 
     def _key(self, pin: int | str) -> int | str:
@@ -108,6 +119,7 @@ class SimPinFactory(BaseFactory):
             board=board,
             contact=contact,
             relay_active_low=self.relay_active_low.get(key, active_low),
+            stuck=self.stuck.get(key),
         )
         self.pins[key] = new
         return new
