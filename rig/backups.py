@@ -125,12 +125,16 @@ class BackupStore:
             "created": now.isoformat(),
             "verified": True,
         }
-        _write_new(path, data)
         try:
-            _write_new(path.with_suffix(".json"), json.dumps(full_meta, indent=2).encode() + b"\n")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+            _write_new(path, data)
+            try:
+                sidecar = json.dumps(full_meta, indent=2).encode() + b"\n"
+                _write_new(path.with_suffix(".json"), sidecar)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        except OSError as err:  # disk full, I/O error: nothing was stored
+            raise BackupError(f"dump of {mac} not stored in {self.root}: {err}") from err
         return Backup(f"{directory.name}/{stem}", mac, path, full_meta)
 
 

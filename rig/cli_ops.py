@@ -145,25 +145,55 @@ def finish(report, as_json: bool) -> None:
 
 
 def run_op(ctx: Context, name: str, as_json: bool, body) -> None:
-    """Open the slot and a flasher session, run ``body(report, session, progress)``, report."""
+    """Open the slot and a flasher session, run ``body(report, session, progress)``, report.
+
+    Ctrl-C or SIGTERM still end in a report (after the relays and the lock are released)
+    that says what was interrupted and what state the flash is in; then the signal's exit.
+    """
     from .flasher import FlasherSession
+    from .relays import Terminated
     from .report import Report
 
     report = Report(name, ctx.slot.id)
+    sessions: list[FlasherSession] = []
+    interrupted: BaseException | None = None
     with progress_display(as_json) as progress, ctx.live_slot() as slot:
         try:
             with FlasherSession(slot.board, expected_mac=ctx.slot.expected_mac) as session:
+                sessions.append(session)
                 report.mac = session.identity.mac
                 with report.step("identify") as step:
                     step.data = session.identity.as_dict()
                     step.detail = describe(session.identity)
                 body(report, session, progress, slot)
             report.ok = True
+        except (KeyboardInterrupt, Terminated) as stop:
+            interrupted = stop
+            report.error = interruption(stop, report, sessions, ctx)
         except Exception as err:  # the report carries it; exit code 1
             from .operations import explain_failure
 
             report.error = explain_failure(err, ctx.slot.id, report.data.get("backup_id"))
+    if interrupted is not None:
+        with contextlib.suppress(SystemExit):
+            finish(report, as_json)
+        raise interrupted
     finish(report, as_json)
+
+
+def interruption(stop: BaseException, report, sessions, ctx: Context) -> str:
+    from .flasher import describe_ranges
+
+    what = "interrupted (SIGINT)" if isinstance(stop, KeyboardInterrupt) else f"{stop}"
+    step = report.steps[-1].name if report.steps else "connect"
+    text = f"{what} during {step}; relays released"
+    writing = sessions[0].writing if sessions else None
+    if writing is not None:
+        text += f"; flash partly written: {describe_ranges([writing])} unverified"
+        backup_id = report.data.get("backup_id")
+        if backup_id:
+            text += f"; verified backup {backup_id} exists: run `rig restore --slot {ctx.slot.id}`"
+    return text
 
 
 def describe(ident) -> str:

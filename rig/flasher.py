@@ -26,6 +26,8 @@ ROM_BAUD = 115200
 MD5_BLOCK = 0x10000  # first pass of the verified fast write: 64 KB blocks ...
 MD5_SECTOR = 0x1000  # ... then 4 KB sectors inside the blocks that differ
 READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
+# esptool's write_flash verifies by MD5 itself; these are its words for "the data did not stick".
+ESPTOOL_VERIFY_FAILURES = ("MD5 of file does not match", "Write failed, the written flash")
 DETECTED_FLASH_SIZES = {0x14: 1, 0x15: 2, 0x16: 4, 0x17: 8, 0x18: 16, 0x19: 32}  # RDID byte 2 -> MB
 
 
@@ -43,6 +45,15 @@ class PartialWrite(FlasherError):
     def __init__(self, message: str, unverified: list[tuple[int, int]]) -> None:
         super().__init__(message)
         self.unverified = unverified
+
+
+class FlashDefect(PartialWrite):
+    """The link worked every time, but the same range never verified: the flash itself does
+    not keep what is programmed there (a bad or worn sector)."""
+
+
+class _VerifyMismatch(FlasherError):
+    """Written without a link error, but the chip's MD5 still differs."""
 
 
 def describe_ranges(ranges: list[tuple[int, int]]) -> str:
@@ -101,6 +112,8 @@ class FlasherSession:
         self.retries = retries
         self.backoff = backoff
         self.recoveries: list[str] = []  # what went wrong and was recovered from
+        self._reconnect_error: FlasherError | None = None
+        self.writing: tuple[int, int] | None = None  # the range of a write not yet verified
         self.bauds = list(bauds if bauds is not None else board.type.serial.bauds)
         self.expected_mac = normalise_mac(expected_mac) if expected_mac else None
         self.connect_attempts = connect_attempts
@@ -111,8 +124,20 @@ class FlasherSession:
 
     # -- connection -----------------------------------------------------------------------------
     def __enter__(self) -> FlasherSession:
-        self.connect()
-        return self
+        """Connect, retried like every other step: a chip that hangs through as many resets
+        as the board's download retries gets ``retries`` more rounds, with backoff."""
+        for attempt in range(self.retries + 1):
+            try:
+                self.connect()
+                return self
+            except WrongBoard:
+                raise
+            except FlasherError as err:
+                if attempt == self.retries:
+                    raise
+                self.recoveries.append(f"connect: {err}")
+                self.board.clock.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -199,6 +224,10 @@ class FlasherSession:
 
     def _require(self):
         if self.esp is None:
+            if self._reconnect_error is not None:  # say why, not just that
+                raise FlasherError(
+                    f"{self.board.slot_id}: reconnect failed: {self._reconnect_error}"
+                )
             raise FlasherError(f"{self.board.slot_id}: not connected")
         return self.esp
 
@@ -206,7 +235,12 @@ class FlasherSession:
     def reconnect(self) -> None:
         """Relays into download mode again, esptool, stub, the same baud ladder, same MAC."""
         self.close()
-        self.connect()
+        try:
+            self.connect()
+        except FlasherError as err:
+            self._reconnect_error = err
+            raise
+        self._reconnect_error = None
 
     def _recovering(self, what: str, fn):
         """Run ``fn``; after a transient failure reconnect (with backoff) and run it again."""
@@ -284,7 +318,9 @@ class FlasherSession:
         written run and finally the whole image are checked against the chip's MD5.
         """
         stats = WriteStats()
+        self.writing = (offset, offset + len(data))
         first_scan = True
+        mismatches: list[list[tuple[int, int]]] = []  # what stayed wrong after each clean write
         for attempt in range(self.retries + 1):
             try:
                 runs = self.differing_runs(offset, data)
@@ -293,20 +329,28 @@ class FlasherSession:
                     first_scan = False
                 self._write_runs(runs, stats, progress)
                 if self.md5(offset, len(data)) != hashlib.md5(data).hexdigest():
-                    raise FlasherError(
+                    raise _VerifyMismatch(
                         f"{self.board.slot_id}: {offset:#x}+{len(data):#x} does not match the "
                         "image after writing (chip MD5 differs)"
                     )
+                self.writing = None
                 return stats
             except WrongBoard:
                 raise
             except FlasherError as err:
+                if isinstance(err, _VerifyMismatch):
+                    mismatches.append(self._unverified(offset, data))
                 if attempt == self.retries:
                     unverified = self._unverified(offset, data)
-                    raise PartialWrite(
-                        f"{err}; flash partly written: {describe_ranges(unverified)} unverified",
-                        unverified,
-                    ) from err
+                    text = f"{err}; flash partly written: {describe_ranges(unverified)} unverified"
+                    if len(mismatches) == attempt + 1 and all(m == unverified for m in mismatches):
+                        raise FlashDefect(
+                            f"{text}; every write went through but {describe_ranges(unverified)} "
+                            "never verified: the flash does not keep what is programmed there "
+                            "(bad or worn sector), and a restore will fail there too",
+                            unverified,
+                        ) from err
+                    raise PartialWrite(text, unverified) from err
                 self.recoveries.append(f"write: {err}")
                 self.board.clock.sleep(self.backoff * 2**attempt)
                 try:
@@ -332,6 +376,10 @@ class FlasherSession:
                     f"write {run_offset:#x}+{len(chunk):#x}",
                     lambda esp, o=run_offset, c=chunk: write_flash(esp, [(o, c)], compress=True),
                 )
+            except FlasherError as err:
+                if any(text in str(err) for text in ESPTOOL_VERIFY_FAILURES):
+                    raise _VerifyMismatch(str(err)) from err  # written, but did not stick
+                raise
             finally:
                 self.progress = None
             done += len(chunk)

@@ -23,6 +23,7 @@ from .relays import Relay, RelayBank, RelayLog
 
 # Relay roles and the simulated board inputs they switch: the reset relay shorts EN to GND.
 SIM_CONTACTS = {"io0": "io0", "power": "power", "reset": "en"}
+REAPPEAR_S = 5.0  # seconds a vanished USB serial port may take to re-enumerate
 
 
 @dataclass
@@ -76,7 +77,10 @@ class LiveStation:
             if slot_cfg.simulated is not None:
                 pins, port = self._simulated_parts(slot_cfg, stack)
             else:
-                pins, port = self._pin_factory(), PortSpec(slot_cfg.port, slot_cfg.usb_serial)
+                # A bumped USB cable re-enumerates in a second or two: wait for the by-id link
+                # or the serial number to come back rather than failing the reconnect.
+                port = PortSpec(slot_cfg.port, slot_cfg.usb_serial, reappear=REAPPEAR_S)
+                pins = self._pin_factory()
             log = RelayLog(slot=slot_id, clock=self.clock.monotonic)
             relays = {}
             for role, channel in slot_cfg.relays.items():
@@ -141,8 +145,6 @@ class LiveStation:
         from .sim.faults import coerce, wiring
         from .sim.pins import SimPinFactory
 
-        reappear = 5.0  # seconds an unplugged simulated port may take to re-enumerate
-
         sim = slot_cfg.simulated
         faults = [coerce(spec) for spec in sim.faults]
         board = self._sim_boards.get(slot_cfg.id)
@@ -189,7 +191,7 @@ class LiveStation:
             stuck={slot_cfg.relays[role].pin: closed for role, closed in stuck.items()},
         )
         stack.callback(factory.close)
-        return factory, PortSpec(url=board.port_alias, reappear=reappear)
+        return factory, PortSpec(url=board.port_alias, reappear=REAPPEAR_S)
 
 
 def open_station(path: str | None = None, *, clock: Clock = SYSTEM) -> LiveStation:
