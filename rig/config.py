@@ -901,6 +901,12 @@ class Station(_Model):
         known = ", ".join(s.id for s in self.slots)
         raise KeyError(f"station {self.name} has no slot {slot_id!r} (slots: {known})")
 
+    @property
+    def state_dir(self) -> Path:
+        """``<backups>/../state/<name>``: what must survive a reboot (quarantine, run logs, the
+        flash of simulated boards) - next to the backups, not in the locks dir (often tmpfs)."""
+        return Path(self.backups).expanduser().parent / "state" / self.name
+
     def board_of(self, slot: Slot | str) -> BoardType:
         """The board type of a slot (needs a station made by :func:`load_station`)."""
         slot = self.slot(slot) if isinstance(slot, str) else slot

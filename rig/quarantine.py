@@ -62,7 +62,7 @@ class QuarantineEntry:
 
 def state_dir(station: Any) -> Path:
     """``<backups>/../state/<station name>`` (see the module docstring for why)."""
-    return Path(station.backups).expanduser().parent / "state" / station.name
+    return station.state_dir
 
 
 def utc_now() -> datetime:

@@ -147,10 +147,15 @@ class LiveStation:
 
         sim = slot_cfg.simulated
         faults = [coerce(spec) for spec in sim.faults]
+        # A simulated board keeps its flash from one rig command to the next, as hardware
+        # does: the flash lives in the station's state dir while the slot is not in use.
+        kept = self.config.state_dir / "sim-flash" / f"{slot_cfg.id}.bin"
         board = self._sim_boards.get(slot_cfg.id)
         if board is None:
             image = sim.flash_image
-            if image is None and sim.vendor_flash and sim.variant == "l7x":
+            if kept.is_file():
+                image = kept
+            elif image is None and sim.vendor_flash and sim.variant == "l7x":
                 image = vendor_l7x_flash()
             seed = sim.seed or slot_cfg.id
             board = SimBoard(
@@ -191,6 +196,8 @@ class LiveStation:
             stuck={slot_cfg.relays[role].pin: closed for role, closed in stuck.items()},
         )
         stack.callback(factory.close)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        stack.callback(board.flash.save, kept)  # runs before the slot lock is released
         return factory, PortSpec(url=board.port_alias, reappear=REAPPEAR_S)
 
 

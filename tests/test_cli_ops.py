@@ -1,0 +1,80 @@
+"""`rig identify | write | verify | erase | restore | backups | dump` end to end (in-process)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from rig.backups import BackupStore
+from rig.cli import main
+from rig.images import synthetic
+from rig.relays import uninstall_safety_net
+from rig.sim.efuse import format_mac, mac_from_seed
+
+pytestmark = pytest.mark.timeout(180)
+MAC = format_mac(mac_from_seed("l7x:l7x-2"))  # the simulated slot l7x-2's factory MAC
+
+
+@pytest.fixture
+def rig(sim_station_file, tmp_path):
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True):
+        """The parsed --json report of a successful command, else click's result."""
+        result = runner.invoke(main, [*args, "--station", str(sim_station_file)])
+        if not ok:
+            return result
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if "--json" in args else result
+
+    yield run
+    uninstall_safety_net()
+
+
+def seed(tmp_path) -> None:
+    flash = synthetic.vendor_l7x_flash()
+    BackupStore(tmp_path / "backups").save(MAC, flash, hashlib.md5(flash).hexdigest(), {})
+
+
+def test_identify_reports_the_chip(rig):
+    report = rig("identify", "--slot", "l7x-2", "--json")
+    ident = report["steps"][0]["data"]
+    assert report["ok"] and report["mac"] == MAC
+    assert ident["chip"] == "ESP32-D0WD-V3 (revision v3.0)" and ident["crystal_mhz"] == 40
+    assert ident["flash_size"] == 0x400000 and ident["device"] == "4016"
+
+
+def test_write_verify_erase_restore_and_list(rig, tmp_path):
+    seed(tmp_path)
+    write = rig("write", "--slot", "l7x-2", "--backup", "require", "custom-grbl", "--json")
+    step = write["steps"][-1]
+    assert write["ok"] and step["name"] == "write custom-grbl"
+    assert step["data"]["bytes_written"] > 0 and step["data"]["bytes_skipped"] > 0  # bootloader
+    assert rig("verify", "--slot", "l7x-2", "custom-grbl", "--json")["ok"]
+    failed = rig("verify", "--slot", "l7x-2", "vendor-l7x", "--json", ok=False)
+    assert failed.exit_code == 1 and "chip MD5 differs" in json.loads(failed.stdout)["error"]
+    erase = rig("erase", "--slot", "l7x-2", "--region", "0x10000", "0x1000", "--json")
+    assert erase["ok"] and erase["steps"][1]["detail"].startswith("exists:")
+    restore = rig("restore", "--slot", "l7x-2", "--json")
+    data = restore["steps"][-1]["data"]
+    assert restore["ok"] and data["bytes_skipped"] > 3 * 1024 * 1024
+    listing = rig("backups", "--json")
+    assert [b["mac"] for b in listing] == [MAC] and listing[0]["intact"] == "yes"
+
+
+def test_dump_makes_a_new_verified_backup(rig, tmp_path):
+    out = tmp_path / "copy.bin"
+    report = rig("dump", "--slot", "l7x-1", "--out", str(out), "--json")
+    data = report["steps"][-1]["data"]
+    assert out.read_bytes() == synthetic.vendor_l7x_flash()
+    assert data["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_destructive_commands_need_a_backup_or_force(rig):
+    refused = rig("erase", "--slot", "l7x-2", "--backup", "require", "--json", ok=False)
+    assert refused.exit_code == 1 and "no verified backup" in json.loads(refused.stdout)["error"]
+    bad = rig("erase", "--slot", "l7x-2", "--backup", "skip", ok=False)
+    assert bad.exit_code == 2 and "--force" in bad.output
