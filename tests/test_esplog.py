@@ -20,3 +20,16 @@ def test_captured_sessions_nest_and_restore(capsys):
     assert inner.lines == ["inner", "WARNING: careful"]
     assert progress == [(512, 1024, "Writing at 0x00010000")]
     assert "outer" not in capsys.readouterr().out  # nothing reached stdout
+
+
+def test_esptool_hex_dumps_are_skipped_only_inside_rig_sessions():
+    from esptool.loader import HexFormatter
+
+    data = bytes(range(40))
+    stock = str(HexFormatter(data))
+    assert "0001020304050607" in stock
+    with captured():
+        with captured():
+            assert f"{HexFormatter(data)}" == ""  # nested sessions too
+        assert f"{HexFormatter(data)}" == ""
+    assert str(HexFormatter(data)) == stock  # esptool itself untouched afterwards
