@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -21,7 +24,7 @@ from .cli_common import (
     station_option,
 )
 from .cli_ops import COMMANDS
-from .cli_serve import run_sim_transport, serve_command, transport_option
+from .cli_serve import serve_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -170,6 +173,67 @@ def _mac_option(ctx, param, value):
         return parse_mac(value)
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
+
+
+# -- rig sim: the one interface that runs a simulated board by itself ----------------------
+transport_option = click.option(
+    "--transport",
+    type=click.Choice(["pty", "rfc2217"]),
+    default="pty",
+    show_default=True,
+    help="pty: a pseudo-terminal (no DTR/RTS); rfc2217: a loopback RFC 2217 port that carries "
+    "DTR/RTS (a devkit resets through its auto-reset circuit, an l7x ignores them).",
+)
+
+
+def run_sim_transport(
+    board: Any,
+    transport: str = "pty",
+    *,
+    save_flash: Path | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve a simulated board on ``transport`` until SIGINT/SIGTERM (or ``stop`` is set).
+
+    The first stdout line is ``PORT=<port>``: the pty path, or ``rfc2217://127.0.0.1:N``.
+    On exit the flash is saved to ``save_flash`` (if given) and the board is closed.
+    """
+    endpoint = None
+    try:
+        if transport == "rfc2217":
+            from .sim.rfc2217 import Rfc2217Endpoint
+
+            endpoint = Rfc2217Endpoint(board)
+            port = endpoint.url
+        elif transport == "pty":
+            port = board.port
+        else:
+            raise BadInput(f"unknown transport {transport!r} (pty or rfc2217)")
+        if stop is None:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"PORT={port}")
+        sys.stdout.flush()
+        err = Console(stderr=True)
+        err.print(
+            f"[bold]{board.variant.description}[/] MAC {board.mac_str}, "
+            f"{board.flash.size // 0x100000} MB flash, boot={board.default_boot}, "
+            f"on-close={board.on_close}{', realtime' if board.uart.pacing else ''}"
+            f"{', rfc2217' if endpoint else ''}"
+        )
+        if endpoint is not None and board.variant.modem_lines:
+            err.print(f"try: esptool --port {port} chip-id   (DTR/RTS reset it, as on a devkit)")
+        else:
+            err.print(f"try: esptool --port {port} --before no-reset --after no-reset chip-id")
+        while not stop.wait(0.2):
+            pass
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+        if save_flash is not None:
+            board.flash.save(save_flash)
+        board.close()
 
 
 @main.command("sim")

@@ -7,19 +7,16 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from .cli_common import BadInput, OperationFailed, load_station, pick_slot, station_option
 
-__all__ = ["run_sim_transport", "serve_command", "transport_option"]
+__all__ = ["serve_command"]
 
 REMOTE_WARNING = (
     "warning: RFC 2217 has no authentication - anyone who can reach {bind}:{port} can reset "
@@ -125,67 +122,6 @@ def serve_command(station_path, slot_ids, all_slots, bind, first_port, allow_rem
         for server in servers:
             server.close()
         station.close()
-
-
-# -- rig sim --transport -------------------------------------------------------------------------
-transport_option = click.option(
-    "--transport",
-    type=click.Choice(["pty", "rfc2217"]),
-    default="pty",
-    show_default=True,
-    help="pty: a pseudo-terminal (no DTR/RTS); rfc2217: a loopback RFC 2217 port that carries "
-    "DTR/RTS (a devkit resets through its auto-reset circuit, an l7x ignores them).",
-)
-
-
-def run_sim_transport(
-    board: Any,
-    transport: str = "pty",
-    *,
-    save_flash: Path | None = None,
-    stop: threading.Event | None = None,
-) -> None:
-    """Serve a simulated board on ``transport`` until SIGINT/SIGTERM (or ``stop`` is set).
-
-    The first stdout line is ``PORT=<port>``: the pty path, or ``rfc2217://127.0.0.1:N``.
-    On exit the flash is saved to ``save_flash`` (if given) and the board is closed.
-    """
-    endpoint = None
-    try:
-        if transport == "rfc2217":
-            from .sim.rfc2217 import Rfc2217Endpoint
-
-            endpoint = Rfc2217Endpoint(board)
-            port = endpoint.url
-        elif transport == "pty":
-            port = board.port
-        else:
-            raise BadInput(f"unknown transport {transport!r} (pty or rfc2217)")
-        if stop is None:
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        click.echo(f"PORT={port}")
-        sys.stdout.flush()
-        err = Console(stderr=True)
-        err.print(
-            f"[bold]{board.variant.description}[/] MAC {board.mac_str}, "
-            f"{board.flash.size // 0x100000} MB flash, boot={board.default_boot}, "
-            f"on-close={board.on_close}{', realtime' if board.uart.pacing else ''}"
-            f"{', rfc2217' if endpoint else ''}"
-        )
-        if endpoint is not None and board.variant.modem_lines:
-            err.print(f"try: esptool --port {port} chip-id   (DTR/RTS reset it, as on a devkit)")
-        else:
-            err.print(f"try: esptool --port {port} --before no-reset --after no-reset chip-id")
-        while not stop.wait(0.2):
-            pass
-    finally:
-        if endpoint is not None:
-            endpoint.close()
-        if save_flash is not None:
-            board.flash.save(save_flash)
-        board.close()
 
 
 if __name__ == "__main__":

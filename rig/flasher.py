@@ -252,15 +252,20 @@ class FlasherSession:
             except FlasherError as err:
                 if attempt == self.retries:
                     raise
-                self.recoveries.append(f"{what}: {err}")
-                self.board.clock.sleep(self.backoff * 2**attempt)
-                try:
-                    self.reconnect()
-                except WrongBoard:
-                    raise
-                except FlasherError as again:
-                    self.recoveries.append(f"reconnect: {again}")
+                self._recover(f"{what}: {err}", attempt)
         raise AssertionError("unreachable")
+
+    def _recover(self, what: str, attempt: int) -> None:
+        """Note the failure, wait (``backoff``, doubled per attempt), reconnect. A failed
+        reconnect is noted too (and named by the next attempt); a wrong board is fatal."""
+        self.recoveries.append(what)
+        self.board.clock.sleep(self.backoff * 2**attempt)
+        try:
+            self.reconnect()
+        except WrongBoard:
+            raise
+        except FlasherError as again:
+            self.recoveries.append(f"reconnect: {again}")
 
     def _call(self, what: str, fn):
         """One esptool call, its errors turned into FlasherError naming the board."""
@@ -351,14 +356,7 @@ class FlasherSession:
                             unverified,
                         ) from err
                     raise PartialWrite(text, unverified) from err
-                self.recoveries.append(f"write: {err}")
-                self.board.clock.sleep(self.backoff * 2**attempt)
-                try:
-                    self.reconnect()
-                except WrongBoard:
-                    raise
-                except FlasherError as again:
-                    self.recoveries.append(f"reconnect: {again}")
+                self._recover(f"write: {err}", attempt)
         raise AssertionError("unreachable")
 
     def _write_runs(self, runs, stats: WriteStats, progress: Progress | None) -> None:

@@ -53,7 +53,7 @@ print("RESULT " + json.dumps({"mac": mac, "read_back_ok": back == data}))
 # `rig sim --transport rfc2217` once rig/cli.py wires the option; until then the same helper.
 SIM_HELPER = r"""
 import sys
-from rig.cli_serve import run_sim_transport
+from rig.cli import run_sim_transport
 from rig.sim.board import SimBoard
 board = SimBoard("devkit", boot="flash", on_close="keep", seed="cli", name="sim-devkit")
 run_sim_transport(board, "rfc2217")
