@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import serial
 from esp_pylib.serial_reset import classic_bootloader_reset, hard_reset
+from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
 from rig.locks import SlotBusy, SlotLock
@@ -37,29 +38,6 @@ ADDR = 0x200000
 PAYLOAD = bytes(range(256)) * 32  # 8 KB
 CUT_ADDR = 0x100000
 CUT_SIZE = 0x100000  # 1 MB of incompressible data: long enough to pull the plug mid-write
-# Stock esptool 5.6 through its Python API: one session - MAC, write, verify, read - so the
-# per-command cost of rfc2217:// is paid for the connect and stub upload once, not four times.
-SESSION = r"""
-import json, random, sys
-from esptool.cmds import read_flash, reset_chip, verify_flash, write_flash
-from esptool.targets import ESP32ROM
-url, addr, what = sys.argv[1], int(sys.argv[2], 0), sys.argv[3]
-if what == "cut":
-    data = random.Random(int(sys.argv[4])).randbytes(int(sys.argv[5], 0))
-else:
-    data = bytes(range(256)) * 32
-esp = ESP32ROM(url)
-esp.connect("default-reset")          # esptool's default --before: DTR/RTS ClassicReset
-mac = ":".join(f"{b:02x}" for b in esp.read_mac())
-esp = esp.run_stub()
-size = "4MB"                          # as --flash-size 4MB: no SPI flash-size probe
-write_flash(esp, [(addr, data)], flash_size=size)
-verify_flash(esp, [(addr, data)], flash_size=size)
-back = read_flash(esp, addr, len(data), flash_size=size)
-reset_chip(esp, "hard-reset")         # esptool's default --after: an RTS pulse
-esp._port.close()
-print("RESULT " + json.dumps({"mac": mac, "read_back_ok": back == data}))
-"""
 BOARD_QUICK = """\
 name: l7x-quick
 description: L7X with a short strap window (tests)
@@ -271,7 +249,9 @@ class Bench:
 
     def session_job(self, slot: str, *extra: str) -> tuple[int, str]:
         url = self.servers[slot].url
-        return _finish(self.spawn([sys.executable, "-c", SESSION, url, hex(ADDR), *extra]))
+        return _finish(
+            self.spawn([sys.executable, "-c", DEFAULT_RESET_SESSION, url, hex(ADDR), *extra])
+        )
 
     def bogus_job(self) -> tuple[int, str]:
         # DTR and RTS swapped, as after mis-wiring an adapter: EN is pulsed with IO0 high.
@@ -289,7 +269,16 @@ class Bench:
         head = random.Random(seed).randbytes(CUT_SIZE)[:256]
         url = self.servers["l7x-4"].url
         proc = self.spawn(
-            [sys.executable, "-c", SESSION, url, hex(CUT_ADDR), "cut", str(seed), hex(CUT_SIZE)]
+            [
+                sys.executable,
+                "-c",
+                DEFAULT_RESET_SESSION,
+                url,
+                hex(CUT_ADDR),
+                "cut",
+                str(seed),
+                hex(CUT_SIZE),
+            ]
         )
         deadline = time.monotonic() + TIMEOUT
         board = None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import serial
+from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig.sim.board import SimBoard
 from rig.sim.rfc2217 import Rfc2217Endpoint
@@ -30,26 +31,6 @@ TIMEOUT = 60  # seconds: every esptool and simulator process runs under it
 ADDR = 0x200000
 PAYLOAD = bytes(range(256)) * 32  # 8 KB
 SETTLE = SimBoard.EN_RISE_DELAY + 0.1  # EN has risen and the ROM has printed its banner
-# Stock esptool 5.6 through its Python API: one session - MAC, write, verify, read - so the
-# per-command cost of rfc2217:// is paid for the connect and stub upload once, not four times.
-SESSION = r"""
-import json, sys
-from esptool.cmds import read_flash, reset_chip, verify_flash, write_flash
-from esptool.targets import ESP32ROM
-url, addr = sys.argv[1], int(sys.argv[2], 0)
-data = bytes(range(256)) * 32
-esp = ESP32ROM(url)
-esp.connect("default-reset")          # esptool's default --before: DTR/RTS ClassicReset
-mac = ":".join(f"{b:02x}" for b in esp.read_mac())
-esp = esp.run_stub()
-size = "4MB"                          # as --flash-size 4MB: no SPI flash-size probe
-write_flash(esp, [(addr, data)], flash_size=size)
-verify_flash(esp, [(addr, data)], flash_size=size)
-back = read_flash(esp, addr, len(data), flash_size=size)
-reset_chip(esp, "hard-reset")         # esptool's default --after: an RTS pulse
-esp._port.close()
-print("RESULT " + json.dumps({"mac": mac, "read_back_ok": back == data}))
-"""
 # `rig sim --transport rfc2217` once rig/cli.py wires the option; until then the same helper.
 SIM_HELPER = r"""
 import sys
@@ -235,7 +216,7 @@ class Bench:
 
     def session_job(self) -> tuple[int, str]:
         url = self.endpoints["session"].url
-        return _finish(self.spawn([sys.executable, "-c", SESSION, url, hex(ADDR)]))
+        return _finish(self.spawn([sys.executable, "-c", DEFAULT_RESET_SESSION, url, hex(ADDR)]))
 
     def cli_job(self) -> dict:
         sim = self.spawn(_sim_command())
