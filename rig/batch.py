@@ -642,22 +642,31 @@ def _judge(outcome: BaseException | None, result: BoardResult, run, log) -> None
 
 
 @contextlib.contextmanager
+def _stop_signals_routed(handler: Callable[[int], None]) -> Iterator[dict[int, Any]]:
+    """Route SIGINT/SIGTERM/SIGHUP to ``handler(signum)`` for the block (main thread only: Python
+    delivers signals there), then put the previous handlers back. Yields those handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield {}
+        return
+    previous = {s: signal.signal(s, lambda n, _f: handler(n)) for s in _STOP_SIGNALS}
+    try:
+        yield previous
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP back (main thread) while a slot is closed and its result
     written: a second signal must not cut that short. A signal that came meanwhile is handed
     to the previous handler afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     pending: list[int] = []
-    previous = {}
-    for signum in _STOP_SIGNALS:
-        previous[signum] = signal.signal(signum, lambda s, _f: pending.append(s))
+    previous: dict[int, Any] = {}
     try:
-        yield
+        with _stop_signals_routed(pending.append) as previous:
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         for signum in dict.fromkeys(pending):
             handler = previous[signum]
             if callable(handler):
@@ -717,19 +726,9 @@ class BatchControl:
         return signal.Signals(self.signum).name
 
 
-@contextlib.contextmanager
-def _signals_to(control: BatchControl) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    for signum in _STOP_SIGNALS:
-        previous[signum] = signal.signal(signum, lambda s, _f: control.request_stop(s))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+def _signals_to(control: BatchControl):
+    """SIGINT/SIGTERM/SIGHUP become stop requests for the run."""
+    return _stop_signals_routed(control.request_stop)
 
 
 def _mp_context():
