@@ -806,6 +806,24 @@ class FaultSpec(_Model):
         return {"kind": self.kind, **self.model_dump(exclude_none=True, exclude={"kind"})}
 
 
+def _flash_id(value: Any) -> int:
+    value = _int_like(value, "flash_id")
+    if not 0 <= value <= 0xFFFFFF:
+        raise _fail(f"flash_id is the 3-byte RDID answer, 0..0xFFFFFF (got {value:#x})")
+    return value
+
+
+FlashId = Annotated[int, BeforeValidator(_flash_id), WithJsonSchema(_INT_OR_HEX)]
+
+
+class SimEfuses(_Model):
+    """The security eFuses of a simulated ESP32 (names as espefuse shows them)."""
+
+    flash_crypt_cnt: Annotated[int, Strict(), Field(ge=0, le=0x7F)] = 0  # odd bit count: on
+    abs_done_0: StrictBool = False  # secure boot v1
+    abs_done_1: StrictBool = False  # secure boot v2
+
+
 class SimSlot(_Model):
     """Options for a simulated board in a slot (used with ``pins: {backend: sim}``)."""
 
@@ -823,6 +841,10 @@ class SimSlot(_Model):
     # Injected faults (docs/faults.md), seeded by fault_seed (default: the board's seed).
     faults: tuple[FaultSpec, ...] = ()
     fault_seed: Annotated[str, Strict()] | Annotated[int, Strict()] | None = None
+    # The flash chip's RDID answer (manufacturer | type << 8 | capacity << 16), e.g. 0x1540EF
+    # for a chip reporting 2 MB; default: the Winbond part of the array's size (0x1640EF).
+    flash_id: FlashId | None = None
+    efuses: SimEfuses = Field(default_factory=SimEfuses)  # flash encryption, secure boot
 
     @model_validator(mode="after")
     def _image(self) -> SimSlot:

@@ -142,6 +142,7 @@ class LiveStation:
 
         from .images.synthetic import vendor_l7x_flash
         from .sim.board import SimBoard
+        from .sim.efuse import Security
         from .sim.faults import coerce, wiring
         from .sim.pins import SimPinFactory
 
@@ -163,6 +164,8 @@ class LiveStation:
                 mac=sim.mac,
                 seed=seed,
                 flash_image=image,
+                flash_id=sim.flash_id,
+                security=Security(**sim.efuses.model_dump()),
                 on_close="keep",  # only the relays reset a board on the rig
                 name=slot_cfg.id,
                 fail_connects=sim.fail_connects,

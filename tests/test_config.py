@@ -570,3 +570,38 @@ def test_yaml_reader_positions_and_core_schema():
         load_yaml("a: &a {x: 1}\nb:\n  <<: *a\n")
     with pytest.raises(YamlError, match="unsupported YAML tag"):
         load_yaml("a: !!python/object:os.system x\n")
+
+
+SIM_STATION = """\
+name: ts
+backups: backups
+locks: locks
+pins: {backend: sim}
+slots:
+  - id: a-1
+    board: l7x
+    relays: {io0: {pin: 17}, power: {pin: 27}}
+    simulated: {variant: l7x, SETTING}
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "where", "message"),
+    [
+        ("flash_id: 0x1000000", "flash_id", "flash_id is the 3-byte RDID answer"),
+        ("flash_id: abc", "flash_id", "flash_id must be an integer"),
+        ("efuses: {flash_crypt_cnt: 128}", "efuses.flash_crypt_cnt", "less than or equal to 127"),
+        ("efuses: {abs_done_2: true}", "efuses.abs_done_2", "did you mean 'abs_done_1'"),
+    ],
+)
+def test_a_simulated_chips_flash_id_and_efuses_are_checked(station_file, setting, where, message):
+    text = SIM_STATION.replace("SETTING", setting)
+    error = only_error(station_file(text), line_of(text, "simulated:"))
+    assert error.where == f"slots[0].simulated.{where}" and message in error.message, str(error)
+
+
+def test_a_simulated_chips_flash_id_and_efuses_reach_the_slot(station_file):
+    text = SIM_STATION.replace("SETTING", "flash_id: 0x01871F, efuses: {abs_done_1: true}")
+    sim = load_station(station_file(text)).slots[0].simulated
+    assert sim.flash_id == 0x01871F
+    assert sim.efuses == config.SimEfuses(flash_crypt_cnt=0, abs_done_0=False, abs_done_1=True)

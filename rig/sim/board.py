@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .chip import Esp32Chip
-from .efuse import mac_from_seed, parse_mac
+from .efuse import UNSECURED, Security, mac_from_seed, parse_mac
 from .faults import Fault, FaultInjector
 from .flash import INSTANT, REALISTIC, NorFlash
 from .scheduler import Scheduler
@@ -99,6 +99,8 @@ class SimBoard:
         mac: str | bytes | None = None,
         seed: str | int = 0,
         flash_size: int = 0x400000,
+        flash_id: int | None = None,
+        security: Security = UNSECURED,
         flash_image: str | Path | bytes | None = None,
         realtime: bool = False,
         on_close: str = "keep",
@@ -110,6 +112,12 @@ class SimBoard:
         inject_seed: str | int | None = None,
         port_alias: str | Path | None = None,
     ) -> None:
+        """``flash_id``: the flash chip's RDID answer as esptool's ``flash_id()`` reads it
+        (manufacturer | memory type << 8 | capacity << 16); default the Winbond W25Q part of
+        ``flash_size``. It models another part (an Adesto id encodes the size differently), one
+        whose capacity byte esptool does not know, or one that reports less than the array
+        holds (a remarked chip): the array stays ``flash_size`` bytes. ``security``: the
+        flash-encryption and secure-boot eFuses burnt on the chip."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
         if on_close not in ("keep", "reset"):
@@ -132,7 +140,10 @@ class SimBoard:
         # can insist there are none, while the board keeps serving like a chip would.
         self.faults: list[str] = []
         self.flash = NorFlash(
-            flash_size, timing=REALISTIC if realtime else INSTANT, sleep=self._flash_sleep
+            flash_size,
+            jedec_id=flash_id,
+            timing=REALISTIC if realtime else INSTANT,
+            sleep=self._flash_sleep,
         )
         if isinstance(flash_image, bytes):
             self.flash.preload(0, flash_image)
@@ -153,6 +164,7 @@ class SimBoard:
             self.uart,
             self.scheduler,
             on_firmware_started=self._firmware_started,
+            security=security,
         )
         self._contacts = dict.fromkeys(self.variant.inputs, False)
         # The host's DTR/RTS (pyserial sense, True = asserted) and the auto-reset pulls they make.

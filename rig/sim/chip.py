@@ -18,7 +18,7 @@ from collections.abc import Callable
 from importlib import resources
 
 from . import boot, slip
-from .efuse import Efuses
+from .efuse import UNSECURED, Efuses, Security
 from .flash import NorFlash
 from .loader import Loader
 from .protocol import Request
@@ -78,13 +78,15 @@ class Esp32Chip:
         timers: Timers,
         *,
         on_firmware_started: Callable[[], None] | None = None,
+        security: Security = UNSECURED,
     ) -> None:
+        """``security``: the flash-encryption and secure-boot eFuses as burnt on this chip."""
         self.flash = flash
         self.mac = mac
         self.uart = uart
         self.timers = timers
         self.on_firmware_started = on_firmware_started
-        self.efuses = Efuses(mac)
+        self.efuses = Efuses(mac, security=security)
         self.spi = Spi1(flash)
         self.registers = RegisterBus(
             self.efuses, self.spi, uart_clkdiv=self._uart_clkdiv, strap=lambda: self.strap

@@ -52,22 +52,67 @@ def mac_crc8(mac: bytes) -> int:
     return crc
 
 
+# Where the security eFuses sit in BLOCK0: espefuse efuse_defs/esp32.yaml (FLASH_CRYPT_CNT rloc
+# EFUSE_BLK0_RDATA0_REG[26:20], ABS_DONE_0/1 EFUSE_BLK0_RDATA6_REG[4]/[5]), which esptool's
+# targets/esp32.py reads as EFUSE_SPI_BOOT_CRYPT_CNT_MASK and EFUSE_RD_ABS_DONE_0/1_MASK.
+FLASH_CRYPT_CNT_SHIFT = 20  # EFUSE_BLK0_RDATA0 bits 20..26, 7 bits
+FLASH_CRYPT_CNT_BITS = 0x7F
+ABS_DONE_0 = 1 << 4  # EFUSE_BLK0_RDATA6 bit 4: secure boot v1
+ABS_DONE_1 = 1 << 5  # EFUSE_BLK0_RDATA6 bit 5: secure boot v2 (chip revision v3.0 and later)
+
+
+@dataclass(frozen=True)
+class Security:
+    """The eFuses that switch on flash encryption and secure boot, as burnt on the chip.
+
+    Flash encryption is on while FLASH_CRYPT_CNT has an odd number of bits set (the bootloader
+    burns one more bit each time it toggles encryption; ESP-IDF "Flash Encryption" guide).
+    Secure boot is on once ABS_DONE_0 (v1) or ABS_DONE_1 (v2) is burnt. Only these raw bits
+    are modelled: what a bootloader burns alongside them (key read protection, DISABLE_DL_*)
+    is not implied, and the simulated ROM still reads and writes the flash unencrypted, as the
+    ESP32 ROM's plain READ_FLASH and FLASH_DATA do.
+    """
+
+    flash_crypt_cnt: int = 0
+    abs_done_0: bool = False
+    abs_done_1: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.flash_crypt_cnt <= FLASH_CRYPT_CNT_BITS:
+            raise ValueError(f"FLASH_CRYPT_CNT is 7 bits: 0..127, not {self.flash_crypt_cnt}")
+
+    @property
+    def flash_encryption(self) -> bool:
+        return bin(self.flash_crypt_cnt).count("1") % 2 == 1
+
+    def rdata0(self) -> int:
+        return self.flash_crypt_cnt << FLASH_CRYPT_CNT_SHIFT
+
+    def rdata6(self) -> int:
+        return (ABS_DONE_0 if self.abs_done_0 else 0) | (ABS_DONE_1 if self.abs_done_1 else 0)
+
+
+UNSECURED = Security()  # as shipped from the factory: no security eFuse burnt
+
+
 @dataclass(frozen=True)
 class Efuses:
-    """EFUSE_BLK0_RDATA0..6 for an unencrypted, non-secure-boot ESP32-D0WD-V3 rev v3.0."""
+    """EFUSE_BLK0_RDATA0..6 of an ESP32-D0WD-V3 rev v3.0; unencrypted and without secure boot
+    unless ``security`` says otherwise."""
 
     mac: bytes
     minor_revision: int = 0
     ck8m_freq: int = 0x36  # RDATA4 bits 0-7; the ROM baud workaround reads it (§5.10)
+    security: Security = UNSECURED
 
     def words(self) -> dict[int, int]:
         m = self.mac
         return {
-            EFUSE_BASE + 0x00: 0x00000000,  # no flash encryption, nothing read-protected
+            EFUSE_BASE + 0x00: self.security.rdata0(),  # FLASH_CRYPT_CNT, nothing read-protected
             EFUSE_BASE + 0x04: int.from_bytes(m[2:6], "big"),
             EFUSE_BASE + 0x08: (mac_crc8(m) << 16) | (m[0] << 8) | m[1],
             EFUSE_BASE + 0x0C: 0x0000A200,
             EFUSE_BASE + 0x10: 0x00000A00 | self.ck8m_freq,  # ADC Vref in eFuse, CK8M freq
             EFUSE_BASE + 0x14: 0x00100000 | ((self.minor_revision & 3) << 24),
-            EFUSE_BASE + 0x18: 0x00000000,  # coding scheme None, no secure boot
+            EFUSE_BASE + 0x18: self.security.rdata6(),  # coding scheme None, ABS_DONE_0/1
         }
