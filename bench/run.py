@@ -143,9 +143,8 @@ def batch_scaling(tmp: Path, counts: tuple[int, ...], baud: int) -> list[dict]:
     flash = synthetic.vendor_l7x_flash()
     store = BackupStore(tmp / "backups")
     for i in range(max(counts)):  # every board already has its verified backup
-        store.save(
-            format_mac(mac_from_seed(f"l7x:bench-{i}")), flash, hashlib.md5(flash).hexdigest(), {}
-        )
+        mac = format_mac(mac_from_seed(f"l7x:bench-{i}"))
+        store.save(mac, flash, hashlib.md5(flash).hexdigest(), {}, flash_size=len(flash))
     results = []
     for n in counts:
         st = base.model_copy(

@@ -103,8 +103,19 @@ class BackupStore:
         raise BackupError(f"no backup {ident!r} in {self.root}")
 
     # -- storing --------------------------------------------------------------------------------
-    def save(self, mac: str, data: bytes, chip_md5: str, meta: dict[str, Any]) -> Backup:
-        """Store a dump as a verified backup, or raise (nothing then counts as a backup)."""
+    def save(
+        self, mac: str, data: bytes, chip_md5: str, meta: dict[str, Any], *, flash_size: int
+    ) -> Backup:
+        """Store a dump as a verified backup, or raise (nothing then counts as a backup).
+
+        A backup is the whole flash: a dump of any other length than ``flash_size`` (the
+        chip's flash size, which the caller has checked) would restore only part of it.
+        """
+        if flash_size <= 0 or len(data) != flash_size:
+            raise BackupError(
+                f"dump of {mac} is {len(data)} bytes, the flash is {flash_size}: not stored "
+                "(a backup must hold the whole flash)"
+            )
         md5 = hashlib.md5(data).hexdigest()
         if md5 != chip_md5.lower():
             raise BackupError(

@@ -41,7 +41,12 @@ backup_options = [
         help="auto: take a verified backup of this MAC if none exists; require: refuse "
         "without one; skip: no backup (needs --force).",
     ),
-    click.option("--force", is_flag=True, help="Allow destroying flash without a backup."),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Allow destroying flash without a backup (--backup skip), and erasing a chip with "
+        "flash encryption or secure boot enabled.",
+    ),
 ]
 
 
@@ -144,7 +149,7 @@ def finish(report, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-def run_op(ctx: Context, name: str, as_json: bool, body) -> None:
+def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = False) -> None:
     """Open the slot and a flasher session, run ``body(report, session, progress)``, report.
 
     Ctrl-C or SIGTERM still end in a report (after the relays and the lock are released)
@@ -159,7 +164,9 @@ def run_op(ctx: Context, name: str, as_json: bool, body) -> None:
     interrupted: BaseException | None = None
     with progress_display(as_json) as progress, ctx.live_slot() as slot:
         try:
-            with FlasherSession(slot.board, expected_mac=ctx.slot.expected_mac) as session:
+            with FlasherSession(
+                slot.board, expected_mac=ctx.slot.expected_mac, force_erase=force_erase
+            ) as session:
                 sessions.append(session)
                 report.mac = session.identity.mac
                 with report.step("identify") as step:
@@ -199,7 +206,8 @@ def interruption(stop: BaseException, report, sessions, ctx: Context) -> str:
 def describe(ident) -> str:
     return (
         f"{ident.chip}, MAC {ident.mac}, flash {ident.manufacturer}/{ident.device} "
-        f"{ident.flash_size >> 20} MB, {ident.crystal_mhz} MHz crystal, {ident.baud} baud"
+        f"{ident.size_text}, {ident.crystal_mhz} MHz crystal, {ident.baud} baud"
+        + "".join(f", {feature} enabled" for feature in ident.security)
     )
 
 
@@ -246,9 +254,15 @@ def resolve(specs, ctx: Context):
 @click.command("identify")
 @options(slot_options)
 def identify_command(station_path, board_name, slot_id, as_json):
-    """Enter download mode and report chip, revision, MAC, flash id and size, crystal."""
+    """Enter download mode and report chip, revision, MAC, flash id and size, crystal; fails
+    when the flash size is unknown or not the board type's (nothing could be dumped safely)."""
     ctx = Context(station_path, board_name, slot_id)
-    run_op(ctx, "identify", as_json, lambda *_: None)
+
+    def body(report, session, _progress, _slot):
+        with report.step("flash size") as step:
+            step.detail = f"{session.require_flash_size() >> 20} MB, as the board type says"
+
+    run_op(ctx, "identify", as_json, body)
 
 
 @click.command("dump")
@@ -316,7 +330,7 @@ def erase_command(station_path, board_name, slot_id, as_json, backup_mode, force
                 session.erase_chip()
                 step.detail = "whole chip"
 
-    run_op(ctx, "erase", as_json, body)
+    run_op(ctx, "erase", as_json, body, force_erase=force)
 
 
 @click.command("write")
@@ -392,7 +406,7 @@ def restore_command(station_path, board_name, slot_id, as_json, backup_id):
         if backup.mac != mac:
             raise OperationError(f"backup {backup.id} is of {backup.mac}, this board is {mac}")
         data = backup.read()
-        if len(data) > session.identity.flash_size:
+        if len(data) > session.require_flash_size():
             raise OperationError(f"backup {backup.id} is larger than this board's flash")
         with report.step("restore") as step:
             stats = session.write(0, data, phase(progress, "restore"))
@@ -474,6 +488,7 @@ def cycle_command(
             backup_mode=backup_mode,
             meta=ctx.meta(),
             progress=progress,
+            force=force,
         )
     finish(report, as_json)
 

@@ -42,21 +42,25 @@ def run_cycle(
     backup_mode: str = "auto",
     meta: dict[str, Any] | None = None,
     progress: PhaseProgress | None = None,
+    force: bool = False,
 ) -> Report:
-    """Run the whole cycle on an open slot; the report says which step failed and why."""
+    """Run the whole cycle on an open slot; the report says which step failed and why.
+    ``force``: erase even with flash encryption or secure boot enabled."""
     board = slot.board
     report = Report("cycle", slot.id)
     backup = None
     meta = {"board_type": slot.board_type.name, "slot": slot.id, **(meta or {})}
     try:
-        with FlasherSession(board, expected_mac=slot.config.expected_mac) as session:
+        with FlasherSession(
+            board, expected_mac=slot.config.expected_mac, force_erase=force
+        ) as session:
             with report.step("identify") as step:
                 ident = session.identity
                 report.mac = ident.mac
                 step.data = ident.as_dict()
                 step.detail = (
                     f"{ident.chip}, flash {ident.manufacturer}/{ident.device} "
-                    f"{ident.flash_size >> 20} MB, {ident.baud} baud"
+                    f"{ident.size_text}, {ident.baud} baud"
                 )
             with report.step("backup") as step:
                 backup, taken = ensure_backup(
@@ -69,10 +73,11 @@ def run_cycle(
                     step.detail = "skipped (--force)"
             with report.step("erase") as step:
                 session.erase_chip()
-                blank = hashlib.md5(b"\xff" * ident.flash_size).hexdigest()
-                if session.md5(0, ident.flash_size) != blank:
+                size = session.require_flash_size()
+                blank = hashlib.md5(b"\xff" * size).hexdigest()
+                if session.md5(0, size) != blank:
                     raise OperationError("flash is not blank after the chip erase")
-                step.detail = f"{ident.flash_size >> 20} MB blank (chip MD5)"
+                step.detail = f"{ident.size_text} blank (chip MD5)"
             with report.step("write") as step:
                 written = 0
                 for image in images:

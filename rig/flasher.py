@@ -14,8 +14,15 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from esptool.cmds import attach_flash, detect_chip, run_stub, write_flash
-from esptool.util import FatalError
+from esptool.cmds import (
+    ADESTO_VENDOR_ID,
+    attach_flash,
+    detect_chip,
+    detect_flash_size,
+    run_stub,
+    write_flash,
+)
+from esptool.util import FatalError, flash_size_bytes
 
 from .board import Board, DownloadModeError
 from .esplog import captured
@@ -28,7 +35,7 @@ MD5_SECTOR = 0x1000  # ... then 4 KB sectors inside the blocks that differ
 READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
 # esptool's write_flash verifies by MD5 itself; these are its words for "the data did not stick".
 ESPTOOL_VERIFY_FAILURES = ("MD5 of file does not match", "Write failed, the written flash")
-DETECTED_FLASH_SIZES = {0x14: 1, 0x15: 2, 0x16: 4, 0x17: 8, 0x18: 16, 0x19: 32}  # RDID byte 2 -> MB
+MB = 0x100000
 
 
 class FlasherError(RuntimeError):
@@ -37,6 +44,21 @@ class FlasherError(RuntimeError):
 
 class WrongBoard(FlasherError):
     """The chip on the port is not the board this operation was started for."""
+
+
+class Refused(RuntimeError):
+    """The session will not do this to the board: it could destroy data that no backup covers.
+
+    Not a fault of the link: reconnecting or retrying cannot change the answer, so this is not a
+    :class:`FlasherError` (which the session and the batch runner retry)."""
+
+
+class FlashSizeError(Refused):
+    """The flash size is unknown, or not the board type's: a dump would be empty or partial."""
+
+
+class SecurityEnabled(Refused):
+    """Flash encryption or secure boot is enabled in the chip's eFuses, and nothing forced it."""
 
 
 class PartialWrite(FlasherError):
@@ -67,8 +89,9 @@ class Identity:
     features: tuple[str, ...]
     crystal_mhz: int
     flash_id: int  # RDID as esptool reads it: manufacturer | device << 8
-    flash_size: int  # bytes, from the RDID capacity byte
+    flash_size: int | None  # bytes, by esptool's RDID size tables; None: not in them
     baud: int  # the rate the session settled on
+    security: tuple[str, ...] = ()  # enabled: "flash encryption", "secure boot v1" / "v2"
 
     @property
     def manufacturer(self) -> str:
@@ -77,6 +100,18 @@ class Identity:
     @property
     def device(self) -> str:
         return f"{(self.flash_id >> 8) & 0xFF:02x}{(self.flash_id >> 16) & 0xFF:02x}"
+
+    @property
+    def size_text(self) -> str:
+        return "unknown size" if self.flash_size is None else megabytes(self.flash_size)
+
+    @property
+    def size_id(self) -> str:
+        """Where esptool found the size in the RDID: Adesto parts carry it in the low 5 bits of
+        the device byte, the others in the capacity byte (esptool.cmds._get_flash_info)."""
+        if self.flash_id & 0xFF == ADESTO_VENDOR_ID:
+            return f"Adesto size id {(self.flash_id >> 8) & 0x1F:#04x}"
+        return f"capacity byte {self.flash_id >> 16:#04x}"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "manufacturer": self.manufacturer, "device": self.device}
@@ -93,6 +128,23 @@ def normalise_mac(mac: str) -> str:
     return mac.strip().lower().replace("-", ":")
 
 
+def megabytes(size: int) -> str:
+    return f"{size / MB:g} MB"
+
+
+def security_features(esp) -> tuple[str, ...]:
+    """The security features enabled in the chip's eFuses, by esptool's own predicates: flash
+    encryption (FLASH_CRYPT_CNT with an odd number of bits set) and secure boot (ABS_DONE_0 =
+    v1; ABS_DONE_1 = v2, from chip revision v3.0) - what esptool's erase-flash and erase-region
+    refuse to erase without ``force``."""
+    found = []
+    if esp.get_flash_encryption_enabled():
+        found.append("flash encryption")
+    if esp.get_secure_boot_enabled():
+        found.append("secure boot v1" if esp.get_secure_boot_v1_enabled() else "secure boot v2")
+    return tuple(found)
+
+
 class FlasherSession:
     """Connect, identify, read, MD5, erase, write, verify. Use as a context manager."""
 
@@ -105,10 +157,13 @@ class FlasherSession:
         connect_attempts: int = 2,
         retries: int = 2,
         backoff: float = 0.5,
+        force_erase: bool = False,
     ) -> None:
         """``retries``: how often a failed transfer is resumed after reconnecting (download
-        mode by relays again), waiting ``backoff`` seconds, doubled each time."""
+        mode by relays again), waiting ``backoff`` seconds, doubled each time. ``force_erase``:
+        erase even with flash encryption or secure boot enabled (esptool's ``force``)."""
         self.board = board
+        self.force_erase = force_erase
         self.retries = retries
         self.backoff = backoff
         self.recoveries: list[str] = []  # what went wrong and was recovered from
@@ -192,8 +247,9 @@ class FlasherSession:
                 esp.read_reg(0x40001000)  # a garbled link fails here, not mid-transfer
             attach_flash(esp)
             flash_id = esp.flash_id()
-        size_mb = DETECTED_FLASH_SIZES.get((flash_id >> 16) & 0xFF, 0)
-        self.identity = Identity(chip, mac, features, crystal, flash_id, size_mb << 20, baud)
+            size = flash_size_bytes(detect_flash_size(esp))
+            security = security_features(esp)
+        self.identity = Identity(chip, mac, features, crystal, flash_id, size, baud, security)
         self.expected_mac = mac  # a reconnect must find the same board
 
     def close(self) -> None:
@@ -276,6 +332,49 @@ class FlasherSession:
         except (FatalError, OSError) as err:
             raise FlasherError(f"{self.board.slot_id}: {what}: {err}") from err
 
+    # -- guards ---------------------------------------------------------------------------------
+    def require_flash_size(self) -> int:
+        """The size every whole-flash operation (dump, erase, write, restore) relies on.
+
+        It is the size esptool decodes from the chip's RDID, and it must be the board type's
+        ``flash.size``; otherwise :class:`FlashSizeError`. An unknown size would give a 0-byte
+        "backup", a blank check that proves nothing and a restore that writes nothing; a chip
+        that reports less than the board has would get a partial backup.
+        """
+        ident = self.identity
+        if ident is None:
+            raise FlasherError(f"{self.board.slot_id}: not connected")
+        board_type = self.board.type
+        expected = f"the {board_type.name} board type has {megabytes(board_type.flash_size)}"
+        if ident.flash_size is None:
+            raise FlashSizeError(
+                f"{self.board.slot_id}: flash size is unknown: the chip's RDID {ident.flash_id:06x}"
+                f" has {ident.size_id}, which esptool's size tables do not know ({expected}) - "
+                "refusing to dump, erase or write a flash of unknown size"
+            )
+        if ident.flash_size != board_type.flash_size:
+            raise FlashSizeError(
+                f"{self.board.slot_id}: the flash chip reports {megabytes(ident.flash_size)} "
+                f"(RDID {ident.flash_id:06x}) but {expected} - refusing: a backup of what the "
+                "chip reports would not be the whole flash (another board, or a remarked chip?)"
+            )
+        return ident.flash_size
+
+    def _check_erasable(self, what: str) -> None:
+        """Before any erase: the flash size, and the eFuses read again (esptool's check)."""
+        self.require_flash_size()
+        if self.force_erase:
+            return
+        found = self._recovering("eFuses", lambda: self._call("eFuses", security_features))
+        if found:
+            raise SecurityEnabled(
+                f"{self.board.slot_id}: {what} refused: "
+                + " and ".join(f"{feature} is enabled" for feature in found)
+                + " (eFuses): erased, the chip can be left unable to boot (it runs only images "
+                "encrypted or signed for it), so esptool refuses this erase too; --force erases "
+                "anyway"
+            )
+
     # -- operations -----------------------------------------------------------------------------
     def read(self, offset: int, length: int, progress: Progress | None = None) -> bytes:
         """Read in chunks; a chunk that fails is read again after a reconnect."""
@@ -306,12 +405,14 @@ class FlasherSession:
         )
 
     def erase_chip(self) -> None:
+        self._check_erasable("chip erase")
         self._recovering(
             "chip erase", lambda: self._call("chip erase", lambda esp: esp.erase_flash())
         )
 
     def erase_region(self, offset: int, size: int) -> None:
         what = f"erase {offset:#x}+{size:#x}"
+        self._check_erasable(what)
         self._recovering(what, lambda: self._call(what, lambda esp: esp.erase_region(offset, size)))
 
     def write(self, offset: int, data: bytes, progress: Progress | None = None) -> WriteStats:
@@ -322,6 +423,7 @@ class FlasherSession:
         reconnects and compares again, so the write resumes from the last verified block. Every
         written run and finally the whole image are checked against the chip's MD5.
         """
+        self.require_flash_size()
         stats = WriteStats()
         self.writing = (offset, offset + len(data))
         first_scan = True

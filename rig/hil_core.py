@@ -350,7 +350,7 @@ def dump_backup(
     dump. Raises :class:`~rig.operations.OperationError` if the dump does not match the chip.
     """
     ident = session.identity
-    size = ident.flash_size
+    size = session.require_flash_size()
     t0 = time.monotonic()
     data = session.read(0, size, progress)
     seconds = time.monotonic() - t0
@@ -374,12 +374,13 @@ def dump_backup(
         "rig_version": __version__,
         "esptool_version": esptool.__version__,
     }
-    return DumpResult(store.save(ident.mac, data, chip_md5, full), chip_md5, transfer, False)
+    backup = store.save(ident.mac, data, chip_md5, full, flash_size=size)
+    return DumpResult(backup, chip_md5, transfer, False)
 
 
 def erase_and_check(session: FlasherSession) -> tuple[bool, str]:
     """Chip erase, then the chip's MD5 of the whole flash: ``(blank, chip_md5)``."""
-    size = session.identity.flash_size
+    size = session.require_flash_size()
     session.erase_chip()
     chip_md5 = session.md5(0, size)
     return chip_md5 == blank_md5(size), chip_md5

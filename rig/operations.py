@@ -151,22 +151,23 @@ def take_backup(
 ) -> Backup:
     """Dump the whole flash, check it against the chip's MD5, store it as a verified backup."""
     ident = session.identity
+    size = session.require_flash_size()
     t0 = time.monotonic()
-    data = session.read(0, ident.flash_size, progress)
+    data = session.read(0, size, progress)
     seconds = time.monotonic() - t0
-    chip_md5 = session.md5(0, ident.flash_size)
+    chip_md5 = session.md5(0, size)
     full = {
         **meta,
         "chip": ident.chip,
         "flash_id": f"{ident.flash_id:06x}",
-        "flash_size": ident.flash_size,
+        "flash_size": size,
         "baud": ident.baud,
         "seconds": round(seconds, 3),
         "rig_version": __version__,
         "esptool_version": esptool.__version__,
     }
     try:
-        return store.save(ident.mac, data, chip_md5, full)
+        return store.save(ident.mac, data, chip_md5, full, flash_size=size)
     except BackupError as err:
         raise OperationError(str(err)) from err
 

@@ -13,8 +13,10 @@ from rig.backups import BackupError, BackupStore
 MAC = "24:0a:c4:12:34:56"
 
 
-def save(store, data=b"\x01\x02" * 1000, md5=None, **meta):
-    return store.save(MAC, data, md5 or hashlib.md5(data).hexdigest(), {"slot": "l7x-1", **meta})
+def save(store, data=b"\x01\x02" * 1000, md5=None, flash_size=None, **meta):
+    md5 = md5 or hashlib.md5(data).hexdigest()
+    size = len(data) if flash_size is None else flash_size
+    return store.save(MAC, data, md5, {"slot": "l7x-1", **meta}, flash_size=size)
 
 
 def test_saved_backup_is_verified_listed_and_readable(tmp_path):
@@ -29,6 +31,19 @@ def test_saved_backup_is_verified_listed_and_readable(tmp_path):
     assert store.latest(MAC).id == backup.id
     assert store.get(backup.sha256[:10]).id == backup.id
     assert not list(tmp_path.rglob(".*.bin.*"))  # no temp files left behind
+
+
+@pytest.mark.parametrize(
+    ("data", "flash_size"),
+    [(b"", 0), (b"", 0x400000), (b"\xff" * 0x200000, 0x400000), (b"\xff" * 0x2000, 0x1000)],
+    ids=["empty-size-0", "empty", "half", "longer"],
+)
+def test_a_dump_that_is_not_the_whole_flash_is_not_a_backup(tmp_path, data, flash_size):
+    store = BackupStore(tmp_path)
+    with pytest.raises(BackupError, match="must hold the whole flash"):
+        save(store, data, flash_size=flash_size)
+    assert store.list() == []
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
 def test_dump_that_differs_from_the_chip_md5_is_not_a_backup(tmp_path):

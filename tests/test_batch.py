@@ -55,7 +55,8 @@ def golden(tmp_path_factory) -> Path:
     flash = vendor_l7x_flash()
     md5 = hashlib.md5(flash).hexdigest()
     for slot in L7X:
-        store.save(sim_mac(slot), flash, md5, {"slot": slot, "seeded_by": "tests"})
+        meta = {"slot": slot, "seeded_by": "tests"}
+        store.save(sim_mac(slot), flash, md5, meta, flash_size=len(flash))
     return root
 
 

@@ -36,7 +36,8 @@ def rig(sim_station_file, tmp_path):
 
 def seed(tmp_path) -> None:
     flash = synthetic.vendor_l7x_flash()
-    BackupStore(tmp_path / "backups").save(MAC, flash, hashlib.md5(flash).hexdigest(), {})
+    md5 = hashlib.md5(flash).hexdigest()
+    BackupStore(tmp_path / "backups").save(MAC, flash, md5, {}, flash_size=len(flash))
 
 
 def test_identify_reports_the_chip(rig):

@@ -336,7 +336,8 @@ def seed_l7x1_backup(root: Path) -> dict[str, str]:
 
     data = vendor_l7x_flash()
     mac = ":".join(f"{b:02x}" for b in mac_from_seed("l7x:l7x-1"))
-    BackupStore(root).save(mac, data, hashlib.md5(data).hexdigest(), {"seeded": True})
+    md5 = hashlib.md5(data).hexdigest()
+    BackupStore(root).save(mac, data, md5, {"seeded": True}, flash_size=len(data))
     return M.snapshot_backups(root)
 
 

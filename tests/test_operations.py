@@ -40,7 +40,8 @@ def seed_backup(station, slot_id):
     sim = station.simulated_board(slot_id)
     flash = sim.flash.view()
     store = BackupStore(station.config.backups)
-    return store.save(sim.mac_str, flash, hashlib.md5(flash).hexdigest(), {"slot": slot_id})
+    md5 = hashlib.md5(flash).hexdigest()
+    return store.save(sim.mac_str, flash, md5, {"slot": slot_id}, flash_size=len(flash))
 
 
 def test_dump_is_a_verified_backup_equal_to_the_flash(station):
@@ -171,7 +172,8 @@ def test_cycle_json_reports_every_step(sim_station_config, sim_station_file):
 
     flash = synthetic.vendor_l7x_flash()
     mac = format_mac(mac_from_seed("l7x:l7x-3"))
-    BackupStore(cfg.backups).save(mac, flash, hashlib.md5(flash).hexdigest(), {"slot": "l7x-3"})
+    md5 = hashlib.md5(flash).hexdigest()
+    BackupStore(cfg.backups).save(mac, flash, md5, {"slot": "l7x-3"}, flash_size=len(flash))
     proc = subprocess.run(
         [
             sys.executable,

@@ -25,7 +25,7 @@ def test_identify(board, esp, rig_record):
     board_type = board.board_type
     assert ident.chip.upper().startswith(board_type.chip.upper()), ident.chip
     assert ident.flash_size == board_type.flash_size, (
-        f"the chip reports {ident.flash_size >> 20} MB of flash, the {board_type.name} board "
+        f"the chip reports {ident.size_text} of flash, the {board_type.name} board "
         f"type says {board_type.flash_size >> 20} MB"
     )
     if board.config.expected_mac:

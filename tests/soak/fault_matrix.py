@@ -169,9 +169,11 @@ def seed_backups(store, station, slot_id: str) -> None:
         f"{b:02x}" for b in mac_from_seed(f"{variant}:{slot.simulated.seed}")
     )
     data = _initial_flash(slot_id)
-    store.save(mac, data, hashlib.md5(data).hexdigest(), {"slot": slot_id, "seeded": True})
-    other = b"\x5a" * 0x1000
-    store.save("24:0a:c4:ff:ff:01", other, hashlib.md5(other).hexdigest(), {"seeded": True})
+    meta = {"slot": slot_id, "seeded": True}
+    store.save(mac, data, hashlib.md5(data).hexdigest(), meta, flash_size=len(data))
+    other = b"\x5a" * 0x1000  # another board's backup (a board type with a 4 KB flash)
+    md5 = hashlib.md5(other).hexdigest()
+    store.save("24:0a:c4:ff:ff:01", other, md5, {"seeded": True}, flash_size=len(other))
 
 
 def check_backups(root: Path, before: dict[str, str]) -> list[str]:
