@@ -14,7 +14,8 @@ another test runner can use them directly::
             hil.erase_and_check(esp)
             hil.write_verified(esp, hil.catalog_image(slot.board_type, "custom-grbl"))
         check = hil.boot(slot, slot.board_type.firmware_named("custom-grbl").console)
-        hil.ensure_flash(slot, 0, dump.backup.read())  # put the original back
+        # put the original back, onto that board only
+        hil.ensure_flash(slot, 0, dump.backup.read(), expected_mac=dump.backup.mac)
 
 Everything goes through the same layers as the CLI (station -> board -> flasher -> operations);
 nothing here knows or asks whether a slot is simulated.
@@ -254,7 +255,7 @@ class SlotState:
     slot_id: str
     identity: Identity | None = None
     dump: DumpResult | None = None  # the session's verified backup
-    touched: bool = False  # a destructive step may have changed the flash since the dump
+    touched: bool = False  # a test that could change the flash ran since the last restore
 
     @property
     def backup(self) -> Backup | None:
@@ -264,15 +265,20 @@ class SlotState:
 # -- flasher sessions --------------------------------------------------------------------------
 @contextlib.contextmanager
 def flasher(
-    slot: LiveSlot, *, track: Callable[[FlasherSession], None] | None = None
+    slot: LiveSlot,
+    *,
+    track: Callable[[FlasherSession], None] | None = None,
+    expected_mac: str | None = None,
 ) -> Iterator[FlasherSession]:
     """A connected flasher session (board put in download mode by its relays).
 
     ``track`` sees the session before it connects (to collect its esptool log even when the
-    connect fails). On exit - normal, failed connect, exception, signal - the port is closed and
-    every relay of the slot is released.
+    connect fails). ``expected_mac`` (default: the slot's configured one) makes the connect
+    refuse any other board (:class:`~rig.flasher.WrongBoard`) before anything is read or
+    written. On exit - normal, failed connect, exception, signal - the port is closed and every
+    relay of the slot is released.
     """
-    session = FlasherSession(slot.board, expected_mac=slot.config.expected_mac)
+    session = FlasherSession(slot.board, expected_mac=expected_mac or slot.config.expected_mac)
     if track is not None:
         track(session)
     try:
@@ -410,12 +416,15 @@ def ensure_flash(
     data: bytes,
     *,
     track: Callable[[FlasherSession], None] | None = None,
+    expected_mac: str | None = None,
 ) -> WriteStats | None:
     """Make the chip hold ``data`` at ``offset``: verify by MD5, write only if it differs.
 
-    Returns None when it already matched, else the stats of the (verified) write.
+    Returns None when it already matched, else the stats of the (verified) write. With
+    ``expected_mac`` (a backup's MAC when ``data`` is that backup) another board is refused
+    before its flash is read or written.
     """
-    with flasher(slot, track=track) as session:
+    with flasher(slot, track=track, expected_mac=expected_mac) as session:
         if session.verify(offset, data):
             return None
         return session.write(offset, data)

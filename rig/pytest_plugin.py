@@ -23,10 +23,11 @@ one of the short names can use the ``rig_`` one or alias it back)::
                                          a LiveSlot: .board, .relays, .board_type, .config;
                                          a module's tests run slot by slot, each slot opened
                                          (locked) for them and closed after them
-    esp      / rig_esp       (function)  a connected FlasherSession (download mode by relays);
-                                         relays released at teardown, also after a failure
+    esp      / rig_esp       (function)  a connected FlasherSession (download mode by relays)
+                                         on the backed-up board only; relays released at
+                                         teardown, also after a failure
     backup   / rig_backup    (module)    the session's verified backup of the board (taken
-                                         once per session, before any destructive test)
+                                         once per session, before the board's first test)
     firmware / rig_firmware  (module)    the board type's firmware catalog {name: Firmware}
     catalog_firmware         one catalog entry; tests using it run once per slot and entry
                              (put write/boot steps in a class so each entry's steps run together)
@@ -36,17 +37,29 @@ one of the short names can use the ``rig_`` one or alias it back)::
     backup_store             the BackupStore the session backups go to
 
 Markers: ``board(name, ...)`` runs a test only on slots of those board types (skipped when none
-is selected); ``destructive`` needs the verified backup (taken first) and is skipped with
-``--no-destructive``. With pytest-xdist, every test of a slot goes to one worker (the plugin
+is selected); ``destructive`` says a test changes the flash: it is skipped with
+``--no-destructive`` (which does not make the other board tests read-only: they keep the backup
+guarantee below). With pytest-xdist, every test of a slot goes to one worker (the plugin
 schedules ``--dist load`` by slot: see rig/hil_xdist.py).
 
 JUnit XML: each board test carries the properties slot, board_type, mac, chip, revision,
 flash_id (and what the test measured: firmware, firmware_sha256, bytes_per_s...). On failure the
 test's artifacts (console log, esptool log, relay actions, the dump's path) are printed.
 
-When a slot is done and a destructive test ran on it, the flash is compared with the session
-backup by the chip's MD5 and the backup is written back if they differ (``--keep-flash`` to
-leave it).
+Backup guarantee. A test that holds a slot can change its flash whether or not it is marked
+``destructive``: through ``esp``, or through a session of its own on ``board`` (``hil.flasher``,
+``hil.ensure_flash``). So every test that uses the slot - any fixture built on ``rig_board``:
+``board``, ``esp``, ``backup``, ``firmware``, ``catalog_firmware``, ``rig_dump`` - runs only
+once the session's verified backup of the board in that slot exists (taken before the slot's
+first test; a test whose backup cannot be taken errors instead of running). The backup's MAC
+then pins the slot: ``esp`` and every flasher session opened through the slot's config
+(``hil.flasher``, ``hil.ensure_flash``) refuse a board with another MAC, so a board swapped into
+the slot mid-session is never written by a test. When a module is done with the slot, the chip
+is compared with the backup by the chip's MD5 and the backup is written back if they differ
+(``--keep-flash`` to leave it); that session too expects the backup's MAC, and a swapped board
+makes it a reported error that names both MACs, the board left alone. Out of reach: a
+``FlasherSession`` a test builds on ``board.board`` without passing it
+``board.config.expected_mac``, and a slot a test opens itself through ``station``.
 """
 
 from __future__ import annotations
@@ -58,6 +71,7 @@ from typing import Any
 import pytest
 
 from . import hil_core as hil
+from .flasher import WrongBoard
 from .relays import Terminated, install_safety_net, safety_net_installed, uninstall_safety_net
 
 # Board tests get at least this long under pytest-timeout unless --timeout is given: a 4 MB dump
@@ -67,8 +81,8 @@ NO_BOARD = "board test: no board selected (run pytest --board NAME, e.g. --board
 
 MARKERS = (
     "board(name, ...): run only on slots of these board types; skipped unless one is selected",
-    "destructive: changes a board's flash; needs the session's verified backup of the board "
-    "and is skipped with --no-destructive",
+    "destructive: changes a board's flash; skipped with --no-destructive (every board test, "
+    "marked or not, runs after the session's verified backup of the board)",
 )
 
 
@@ -167,7 +181,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--no-destructive",
         action="store_true",
         dest="rig_no_destructive",
-        help="skip tests marked destructive (nothing is erased or written)",
+        help="skip tests marked destructive (the others still get the backup first)",
     )
     group.addoption(
         "--keep-flash",
@@ -384,7 +398,7 @@ def _board_item(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(autouse=True)
 def _rig_hil(request: pytest.FixtureRequest):
-    """For board tests: artifacts, the destructive guard, and the JUnit properties."""
+    """For board tests: artifacts, the backup guarantee, and the JUnit properties."""
     if not _board_item(request):
         yield
         return
@@ -395,12 +409,12 @@ def _rig_hil(request: pytest.FixtureRequest):
     record = _record(item)
     artifacts = _artifacts_for(request, item)
     artifacts.watch_relays(slot.relays)
-    if item.get_closest_marker("destructive"):
-        request.getfixturevalue("rig_backup")  # the verified backup comes first
-        slot_state.touched = True
-    if slot_state.backup is not None:
-        artifacts.note("dump", slot_state.backup.path)
-        artifacts.note("dump_sha256", slot_state.backup.sha256)
+    # Any test holding the slot can change the flash (esp, or a session of its own on the
+    # slot): the verified backup comes first, and the slot is checked when the module is done.
+    backup = request.getfixturevalue("rig_backup")
+    slot_state.touched = True
+    artifacts.note("dump", backup.path)
+    artifacts.note("dump_sha256", backup.sha256)
     try:
         yield
     finally:
@@ -454,13 +468,25 @@ def rig_board(request: pytest.FixtureRequest, rig_station):
 
 
 def _leave_as_found(request: pytest.FixtureRequest, slot, slot_state: hil.SlotState) -> None:
-    """Put the session backup back if the flash no longer matches it (chip MD5)."""
+    """Put the session backup back if the flash no longer matches it (chip MD5).
+
+    Only onto the board the backup was taken from: the session connects expecting the backup's
+    MAC, so a board swapped into the slot meanwhile is refused before anything is read or
+    written, and the refusal is this module's error (never a silent skip).
+    """
     state = hil_state(request.config)
+    backup = slot_state.backup
     artifacts = hil.Artifacts(state.root(request) / hil.safe_name(slot.id) / "restore")
     artifacts.watch_relays(slot.relays)
     try:
-        hil.ensure_flash(slot, 0, slot_state.backup.read(), track=artifacts.track)
+        hil.ensure_flash(slot, 0, backup.read(), track=artifacts.track, expected_mac=backup.mac)
         slot_state.touched = False
+    except WrongBoard as err:
+        raise pytest.fail.Exception(
+            f"rig: the session backup of {backup.mac} was not put back: {err}; the board was "
+            f"left alone (its flash not written). Backup of {backup.mac}: {backup.path}",
+            pytrace=False,
+        ) from None
     finally:
         artifacts.flush()
 
@@ -498,7 +524,15 @@ def rig_dump(request: pytest.FixtureRequest, rig_board, backup_store) -> hil.Dum
             record = item.stash[RECORD]
             if record.artifacts is not None:
                 record.artifacts.note("session_backup_log", where)
+    _pin(rig_board, slot_state.dump.backup.mac)
     return slot_state.dump
+
+
+def _pin(slot, mac: str) -> None:
+    """Pin the slot to the board the session backed up: every flasher session opened on it
+    through its config (the esp fixture, hil.flasher / hil.ensure_flash on ``board``) then
+    refuses a board with another MAC. Each module opens the slot afresh: pinned again here."""
+    slot.config = slot.config.model_copy(update={"expected_mac": mac})
 
 
 @pytest.fixture(scope="module")
@@ -508,11 +542,12 @@ def rig_backup(rig_dump: hil.DumpResult):
 
 
 @pytest.fixture
-def rig_esp(request: pytest.FixtureRequest, rig_board):
-    """A flasher session on this board in ROM download mode; relays released at teardown."""
+def rig_esp(request: pytest.FixtureRequest, rig_board, rig_backup):
+    """A flasher session on this board in ROM download mode, after the session's backup of it
+    and only on the board that backup is of; relays released at teardown."""
     state = hil_state(request.config)
     artifacts = _artifacts_for(request, request.node)
-    with hil.flasher(rig_board, track=artifacts.track) as session:
+    with hil.flasher(rig_board, track=artifacts.track, expected_mac=rig_backup.mac) as session:
         state.slot(rig_board.id).identity = session.identity
         yield session
     artifacts.flush()

@@ -267,6 +267,114 @@ def test_failing_tests_release_relays_and_show_their_artifacts(pytester, sim, tm
     assert (pytester.path / "live-banks.txt").read_text() == "0"
 
 
+# Unmarked tests that write flash, by the two ways a test gets at it: the esp fixture (a connected
+# FlasherSession) and its slot alone (board) with the hil helpers. REGION: one 4 KB sector near the
+# end of the 4 MB flash (small, so the write and the restore stay fast).
+REGION = 0x3F0000
+WRITERS = {
+    "esp": """
+def test_{name}(esp):
+    esp.write({region}, b"\\x5a" * 4096)
+    assert esp.verify({region}, b"\\x5a" * 4096)
+""",
+    "board": """
+def test_{name}(board):
+    from rig import hil_core as hil
+    assert hil.ensure_flash(board, {region}, b"\\x5a" * 4096) is not None  # it did write
+""",
+}
+L7X_1_MAC = "30:ae:a4:7b:0e:79"  # the simulated l7x-1 (seed l7x-1)
+
+
+def writer(how: str, name: str) -> str:
+    return WRITERS[how].format(name=name, region=REGION)
+
+
+def kept_flash(tmp_path: Path, slot: str) -> bytes:
+    """A simulated slot's flash as the station kept it when the slot was closed (the station's
+    state dir, next to the backups the sim fixture puts under tmp_path)."""
+    return (tmp_path / "state" / "sim" / "sim-flash" / f"{slot}.bin").read_bytes()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", WRITERS)
+def test_an_unmarked_test_that_writes_gets_a_backup_first_and_a_restore(
+    pytester, sim, tmp_path, how
+):
+    from rig.backups import BackupStore
+    from rig.images.synthetic import vendor_l7x_flash
+
+    pytester.makepyfile(writer(how, "writes_without_a_destructive_marker"))
+    result = pytester.runpytest_subprocess(
+        "--board", "l7x", "--slot", "l7x-1", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1)
+    original = vendor_l7x_flash()
+    backup = BackupStore(tmp_path / "station-backups").latest(L7X_1_MAC)
+    assert backup is not None, "no backup was taken before the test wrote the flash"
+    assert backup.read() == original  # taken before the write, not after it
+    assert kept_flash(tmp_path, "l7x-1") == original  # put back when the module was done
+
+
+SWAP = """
+from rig.sim.efuse import Efuses, parse_mac
+
+def test_another_board_is_put_in_the_slot(board, station):
+    # Another board: another chip (its factory MAC is in its eFuses, which the register bus
+    # serves) with its own flash, on the same relays and port.
+    sim = station.simulated_board(board.id)
+    with sim.lock:
+        sim.mac = sim.chip.mac = parse_mac("{mac}")
+        sim.chip.efuses = Efuses(sim.mac)
+        sim.chip.registers._fixed.update(sim.chip.efuses.words())
+        sim.flash.load("{flash}")
+"""
+OTHER_MAC = "24:0a:c4:99:88:77"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", WRITERS)
+def test_a_board_swapped_mid_session_is_neither_written_nor_restored(pytester, sim, tmp_path, how):
+    other = tmp_path / "other-board.bin"
+    other.write_bytes(bytes(range(256)) * (0x400000 // 256))
+    # Module 1 writes the first board, then the board is swapped; module 2 (the slot opened
+    # again) tries to write.
+    pytester.makepyfile(
+        test_1_before=writer("esp", "writes_the_first_board")
+        + SWAP.format(mac=OTHER_MAC, flash=other),
+        test_2_after=writer(how, "writes_after_the_swap"),
+    )
+    result = pytester.runpytest_subprocess(
+        "--board", "l7x", "--slot", "l7x-1", "-p", "no:cacheprovider"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 2, result.stdout.str()
+    # Each module's restore refuses the other board: an error (not a skip) that says why.
+    not_restored = (
+        f"rig: the session backup of {L7X_1_MAC} was not put back: l7x-1: the board on * has "
+        f"MAC {OTHER_MAC}, expected {L7X_1_MAC} - refusing to touch it; the board was left "
+        "alone (its flash not written). Backup of *"
+    )
+    teardown = "*ERROR at teardown of {}[[]l7x-1[]]*"
+    errors = [
+        teardown.format("test_another_board_is_put_in_the_slot"),
+        not_restored,
+        teardown.format("test_writes_after_the_swap"),
+        not_restored,
+    ]
+    # The write after the swap is refused too (the slot is pinned to the backed-up board): the
+    # esp fixture's session at setup, the helper's session in the test.
+    refused = f"*has MAC {OTHER_MAC}, expected {L7X_1_MAC} - refusing to touch it*"
+    if how == "esp":
+        assert outcomes["errors"] == 3 and "failed" not in outcomes
+        errors[2:2] = ["*ERROR at setup of test_writes_after_the_swap[[]l7x-1[]]*", refused]
+    else:
+        assert outcomes["errors"] == 2 and outcomes["failed"] == 1
+        result.stdout.fnmatch_lines(["*_ test_writes_after_the_swap[[]l7x-1[]] _*", refused])
+    result.stdout.fnmatch_lines(errors)
+    assert kept_flash(tmp_path, "l7x-1") == other.read_bytes()  # the other board's, untouched
+
+
 XDIST = """
 import os, pytest
 

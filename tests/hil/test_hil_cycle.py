@@ -3,9 +3,9 @@
 Per board, in this order: identify; the dump (the session's verified backup) equals the chip's
 MD5; erase leaves the flash blank; for each catalog firmware: write + verify, then a boot check
 sees its console banner; restore the original (the backup) and verify; a boot check sees the
-original's banner. Destructive steps are marked ``destructive``: the plugin takes the verified
-backup before the first of them, skips them with ``--no-destructive``, and puts the backup back
-when the slot is done if a failure left the flash changed.
+original's banner. Destructive steps are marked ``destructive`` (skipped with
+``--no-destructive``). The plugin takes the verified backup before a board's first test, marked
+or not, and puts it back when the slot is done if a failure left the flash changed.
 
 Each step establishes what it needs (a boot check writes its firmware if the chip does not hold
 it), so any subset (``-k boot``) runs on its own. Without ``--board`` every test here is skipped.
