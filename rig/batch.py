@@ -23,8 +23,8 @@ says how many), and the flasher session resumes a transfer that fails midway by 
 per 256 KB chunk, a write from the last verified block; ``recoveries`` in the result). A board
 that exhausts its retries is *quarantined* in the station's state file; later runs skip it
 until ``rig quarantine --clear ID``. Other failures (the wrong board in the slot, the firmware
-not booting, a backup that cannot be stored) fail the board without retry and without
-quarantine.
+not booting, a backup that cannot be stored, a flash sector that does not keep what is written:
+:class:`~rig.flasher.FlashDefect`) fail the board without retry and without quarantine.
 
 Stopping: the first SIGINT/SIGTERM/SIGHUP asks every worker to stop at its next safe point -
 before a download sequence, before the backup, before the write, before the boot check; a dump
@@ -60,7 +60,7 @@ from esptool.util import FatalError
 from . import config
 from .backups import BackupStore
 from .board import DownloadModeError
-from .flasher import FlasherError, FlasherSession, PartialWrite, WrongBoard
+from .flasher import FlashDefect, FlasherError, FlasherSession, PartialWrite, WrongBoard
 from .locks import SlotBusy
 from .operations import (
     BadInput,
@@ -183,8 +183,9 @@ class Stopped(Exception):
 def is_transient(err: BaseException) -> bool:
     """Worth another attempt with the download sequence re-run: the board did not answer (no
     download mode, no sync, a timeout) or its port went away. Not: the wrong board, a firmware
-    that does not boot, a backup that cannot be stored."""
-    if isinstance(err, WrongBoard):
+    that does not boot, a backup that cannot be stored, a flash defect (every write of a range
+    went through and it never verified: another attempt writes the same bad sector in vain)."""
+    if isinstance(err, WrongBoard | FlashDefect):
         return False
     return isinstance(err, FlasherError | DownloadModeError | FatalError | OSError)
 

@@ -28,7 +28,7 @@ from rig.batch import STEPS, BatchReport, is_transient
 from rig.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir
-from rig.flasher import FlasherError, WrongBoard
+from rig.flasher import FlashDefect, FlasherError, WrongBoard
 from rig.images.synthetic import vendor_l7x_flash
 from rig.locks import SlotLock
 from rig.operations import OperationError
@@ -363,8 +363,26 @@ def test_quarantine_entries_survive_and_clear(tmp_path):
 
 
 def test_what_counts_as_transient():
+    assert not is_transient(FlashDefect("0x20000-0x20fff never verified", [(0x20000, 0x21000)]))
     assert is_transient(FlasherError("no sync"))
     assert is_transient(DownloadModeError("silent"))
     assert is_transient(OSError("port gone"))
     assert not is_transient(WrongBoard("other MAC"))
     assert not is_transient(OperationError("did not boot"))
+
+
+def test_a_bad_sector_is_not_retried_and_not_quarantined(bench):
+    """A FlashDefect (the same range never verifies although every write went through) is the
+    flash, not the link: another attempt writes the same sector in vain. One attempt, failed
+    with the sector named, and the slot is not quarantined (the board is bad, not the slot)."""
+    bad = {"kind": "bad_sector", "address": 0x20000}
+    station = bench(faults={"l7x-1": {"faults": [bad]}}, seeded=("l7x-1",))
+    result = flash(station, "--slots", "l7x-1", "--retries", "2", "--backoff", "0", "--json")
+    assert result.exit_code == 1, result.output
+    [board] = json.loads(result.stdout)["boards"]
+    assert board["result"] == "failed", board
+    assert board["attempts"] == 1 and board["attempt_errors"] == []
+    assert "0x20000-0x20fff" in board["error"] and "bad or worn sector" in board["error"]
+    assert board["not_done"] == ["write", "verify", "boot check"]
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    assert listed == []
