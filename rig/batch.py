@@ -28,8 +28,8 @@ not booting, a backup that cannot be stored, a flash sector that does not keep w
 
 Stopping: the first SIGINT/SIGTERM/SIGHUP asks every worker to stop at its next safe point -
 before a download sequence, before the backup, before the write, before the boot check; a dump
-in progress is abandoned at once (it only reads); a write in progress finishes and is verified,
-so no board is left half-written. Boards not started yet are not started. A second signal (or
+in progress is abandoned at once (it only reads); a write in progress finishes and is verified
+(the reconnects it needs included), so no board is left half-written. Boards not started yet are not started. A second signal (or
 :data:`GRACE` seconds without the workers finishing) sends SIGTERM to the workers, which unwind
 at once through :func:`~rig.relays.install_safety_net`. Either way every worker releases its
 relays (its slot closes in a ``finally``), records the relay states before and after the
@@ -385,7 +385,7 @@ class _BoardRun:
         self.log = log
         self.result = result
         self.report = Report("flash", job.slot_id)
-        self.board = _WatchedBoard(slot.board, lambda: self.checkpoint("the download sequence"))
+        self.board = _WatchedBoard(slot.board, self._before_download)
         self.store = BackupStore(job.station.backups)
         self.phase = ""
         self.writing = False  # a write is under way (flash partly changed)
@@ -399,6 +399,13 @@ class _BoardRun:
     def checkpoint(self, before: str) -> None:
         if self.stop.requested():
             raise Stopped(f"before {before}")
+
+    def _before_download(self) -> None:
+        """A safe point, except inside a write: a write that needs a reconnect (its session
+        resumes it from the last verified block) must finish and be verified, or the board
+        would be left half-written; the run stops at the next safe point after it."""
+        if not self.writing:
+            self.checkpoint("the download sequence")
 
     def run(self) -> None:
         job, result = self.job, self.result

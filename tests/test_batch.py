@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 
 from rig.backups import BackupStore, mac_dir
-from rig.batch import STEPS, BatchReport, is_transient
+from rig.batch import STEPS, BatchReport, Job, flash_board, is_transient, plan_batch
 from rig.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
-from rig.config import builtin_configs_dir
+from rig.config import builtin_configs_dir, load_station
 from rig.flasher import FlashDefect, FlasherError, WrongBoard
 from rig.images.synthetic import vendor_l7x_flash
 from rig.locks import SlotLock
@@ -386,3 +386,41 @@ def test_a_bad_sector_is_not_retried_and_not_quarantined(bench):
     assert board["not_done"] == ["write", "verify", "boot check"]
     listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
     assert listed == []
+
+
+def job_for(station: Path, slot: str, run_dir: Path) -> Job:
+    """What ``rig flash`` gives the worker of ``slot``, for running it in this process."""
+    plan = plan_batch(load_station(station), "l7x", "custom-grbl", slot, retries=0)
+    run_dir.mkdir()
+    return Job(
+        station=plan.station,
+        slot_id=slot,
+        firmware=plan.firmware.name,
+        images=plan.images,
+        console=plan.firmware.console,
+        retries=plan.retries,
+        backoff=plan.backoff,
+        run_dir=str(run_dir),
+    )
+
+
+def test_a_write_that_needs_a_reconnect_after_a_stop_request_finishes(bench, tmp_path):
+    """Stop requested as the write starts, then the USB cable is bumped mid-write: the write's
+    reconnect (a download sequence) must still run, so the board ends written and verified and
+    the board stops at the next safe point (before the boot check), not half-written."""
+    bump = {"kind": "unplug", "on": "flash", "after": 0x2000, "gone": 0.3}
+    station = bench(faults={"l7x-1": {"faults": [bump]}}, seeded=("l7x-1",))
+    stop = threading.Event()
+
+    def emit(kind: str, **data) -> None:
+        if kind == "phase" and data["phase"] == "write":
+            stop.set()
+
+    result = flash_board(job_for(station, "l7x-1", tmp_path / "run"), emit, stop)
+    assert result.recoveries and result.download_sequences >= 2, result  # it did reconnect
+    assert result.result == "stopped", result
+    assert result.error == "stopped before the boot check: the new firmware is written and verified"
+    assert result.not_done == ["boot check"]
+    assert result.relays_after_release == {"io0": False, "power": False}
+    flash = (tmp_path / "state" / "bench" / "sim-flash" / "l7x-1.bin").read_bytes()
+    assert flash[0x1000 : 0x1000 + CUSTOM.stat().st_size] == CUSTOM.read_bytes()
