@@ -29,13 +29,13 @@ not booting, a backup that cannot be stored, a flash sector that does not keep w
 Stopping: the first SIGINT/SIGTERM/SIGHUP asks every worker to stop at its next safe point -
 before a download sequence, before the backup, before the write, before the boot check; a dump
 in progress is abandoned at once (it only reads); a write in progress finishes and is verified
-(the reconnects it needs included), so no board is left half-written. Boards not started yet are not started. A second signal (or
-:data:`GRACE` seconds without the workers finishing) sends SIGTERM to the workers, which unwind
-at once through :func:`~rig.relays.install_safety_net`. Either way every worker releases its
-relays (its slot closes in a ``finally``), records the relay states before and after the
-release in its result and its log, and the report says per board what was done and what not.
-Workers ignore SIGINT (a Ctrl-C reaches the whole process group; the parent decides) and watch
-their parent: if it dies, they stop as if told to.
+(the reconnects it needs included), so no board is left half-written. Boards not started yet are
+not started. A second signal (or :data:`GRACE` seconds without the workers finishing) sends
+SIGTERM to the workers, which unwind at once through :func:`~rig.relays.install_safety_net`.
+Either way every worker releases its relays (its slot closes in a ``finally``), records the
+relay states before and after the release in its result and its log, and the report says per
+board what was done and what not. Workers ignore SIGINT (a Ctrl-C reaches the whole process
+group; the parent decides) and watch their parent: if it dies, they stop as if told to.
 """
 
 from __future__ import annotations

@@ -424,3 +424,25 @@ def test_a_write_that_needs_a_reconnect_after_a_stop_request_finishes(bench, tmp
     assert result.relays_after_release == {"io0": False, "power": False}
     flash = (tmp_path / "state" / "bench" / "sim-flash" / "l7x-1.bin").read_bytes()
     assert flash[0x1000 : 0x1000 + CUSTOM.stat().st_size] == CUSTOM.read_bytes()
+
+
+def test_a_link_marginal_above_921600_steps_down_the_ladder_and_the_board_is_flashed(bench):
+    """The L7X's ladder starts at 2 Mbaud; this slot's cable garbles that rate (the check read
+    after the switch gets through, transfers do not) and is clean at 921600. The session steps
+    down after repeated failures at 2 Mbaud instead of burning every retry there: the dump and
+    the write complete, in one attempt."""
+    marginal = {"kind": "noise", "rate": 0.0002, "on": "both", "above_baud": 921600}
+    # fault_seed: which bytes get hit is seeded; with this one, the connect's few bytes at
+    # 2 Mbaud get through (with the slot id as the seed they do not, and the connect itself
+    # falls back to 921600, which is not what this test is about).
+    sim = {"faults": [marginal], "fault_seed": "a"}
+    station = bench(faults={"l7x-1": sim}, seeded=())  # dumped first
+    result = flash(station, "--slots", "l7x-1", "--backoff", "0", "--json")
+    [board] = json.loads(result.stdout)["boards"]
+    assert board["result"] == "ok", board
+    assert board["attempts"] == 1 and board["baud"] == 2000000  # connected at the top
+    steps = [r for r in board["recoveries"] if r.startswith("baud:")]
+    assert steps == ["baud: 2 transfers failed at 2000000 baud; reconnecting at 921600"], board
+    [backup] = BackupStore(station.parent.parent / "backups").list(sim_mac("l7x-1"))
+    assert backup.sha256 == hashlib.sha256(vendor_l7x_flash()).hexdigest()
+    assert "Grbl 1.3a" in board["console"]
