@@ -34,7 +34,10 @@ not started. A second signal (or :data:`GRACE` seconds without the workers finis
 SIGTERM to the workers, which unwind at once through :func:`~rig.relays.install_safety_net`.
 Either way every worker releases its relays (its slot closes in a ``finally``), records the
 relay states before and after the release in its result and its log, and the report says per
-board what was done and what not. Workers ignore SIGINT (a Ctrl-C reaches the whole process
+board what was done and what not. A worker still running :data:`KILL_AFTER` seconds after the
+SIGTERM is killed; a killed worker (by the parent, the OOM killer, a ``kill -9``) releases
+nothing, so the parent re-opens its slot and releases the relays itself
+(:func:`_dead_worker_result`). Workers ignore SIGINT (a Ctrl-C reaches the whole process
 group; the parent decides) and watch their parent: if it dies, they stop as if told to.
 """
 
@@ -151,6 +154,9 @@ class BoardResult:
     log: str = ""
     relays_before_release: dict[str, bool] = field(default_factory=dict)
     relays_after_release: dict[str, bool] = field(default_factory=dict)
+    # Who released the relays: "worker" (its slot closed), "parent" (the worker died without
+    # doing it; the parent re-opened the slot), "" (nobody could: the error says what to do).
+    relays_released_by: str = ""
 
     @property
     def ok(self) -> bool:
@@ -600,6 +606,8 @@ def flash_board(job: Job, emit: Callable[..., None], stop: Any = None) -> BoardR
             result.error = (
                 f"{result.error}; " if result.error else ""
             ) + f"releasing the slot failed: {err} - check its relays (rig relay --release-all)"
+        else:
+            result.relays_released_by = "worker" if slot is not None else ""
         if slot is not None:
             result.relays_after_release = {r.role: r.is_closed for r in slot.relays}
             relay_log = next(iter(slot.relays)).log if slot.relays.relays else None
@@ -681,6 +689,75 @@ def _signals_deferred() -> Iterator[None]:
                 handler(signum, None)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+def _dead_worker_result(
+    station: config.Station, slot_id: str, process: Any, log_path: Path, *, killed: bool = False
+) -> BoardResult:
+    """The result of a worker that ended without one - killed by the parent after it ignored
+    SIGTERM (``killed``), or by anything else (the OOM killer, a kill -9, a crash) - after the
+    parent released the slot's relays itself.
+
+    A SIGKILLed process releases nothing, and a Raspberry Pi kernel keeps its GPIO outputs
+    driven after it dies: the board would stay in download mode with its power button held. Its
+    slot lock went with it (an ``flock`` dies with its last holder), so the parent re-opens the
+    slot through the station factory - requesting a pin drives it inactive from the first
+    instant - and closes it again (every relay released, the pins freed, the lock dropped).
+    """
+    how = "killed by the rig after it ignored SIGTERM" if killed else "died"
+    result = BoardResult(
+        slot_id, result=FAILED, pid=process.pid, log=str(log_path), ended=utc_now().isoformat()
+    )
+    released = _release_for_dead_worker(station, slot_id, result)
+    result.error = (
+        f"worker process {how} (exit code {process.exitcode}) without a result; {released}"
+    )
+    log = _BoardLog(log_path)
+    try:
+        log(f"parent: {result.error}")
+        if result.relays_released_by:
+            log(f"relays released by the parent: {_states(result.relays_after_release)}")
+    finally:
+        log.close()
+    return result
+
+
+def _release_quietly(station: config.Station, slot_id: str, process: Any, log_path: Path) -> None:
+    """:func:`_dead_worker_result` while the run is failing anyway: never raises (the run's own
+    error matters more), says what happened in the log."""
+    try:
+        result = _dead_worker_result(station, slot_id, process, log_path, killed=True)
+        logging.getLogger(__name__).warning("%s: %s", slot_id, result.error)
+    except Exception as err:
+        logging.getLogger(__name__).error("%s: releasing the relays failed: %s", slot_id, err)
+
+
+def _release_for_dead_worker(station: config.Station, slot_id: str, result: BoardResult) -> str:
+    """Re-open the slot of a dead worker and close it; record the relay states; say what
+    happened (and what to do if it could not be done)."""
+    from .station import LiveStation
+
+    try:
+        with LiveStation(station) as live:
+            slot = live.open_slot(slot_id)  # the pins are requested inactive
+            slot.close()  # every relay released, pins freed, lock dropped
+            states = {r.role: r.is_closed for r in slot.relays}
+    except SlotBusy as err:
+        return (
+            f"the rig could not release its relays: {err} - a process the worker started may "
+            "still hold the slot; the relays may still be energised: once it has ended, run "
+            "rig relay --release-all"
+        )
+    except Exception as err:
+        return (
+            f"the rig could not release its relays: {err} - they may still be energised: "
+            "rig relay --release-all"
+        )
+    result.relays_after_release = states
+    if any(states.values()):
+        return f"releasing its relays failed ({_states(states)}): rig relay --release-all"
+    result.relays_released_by = "parent"
+    return f"the rig released its relays ({_states(states)})"
 
 
 def _without_slot(message: str, slot: str) -> str:
@@ -950,6 +1027,7 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
     stop = ctx.Event()
     pending = list(pending)
     running: dict[str, Any] = {}
+    killed: set[str] = set()
     stop_at = hard_at = None
 
     def handle(event: Event) -> None:
@@ -984,8 +1062,9 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
                 for process in running.values():
                     process.terminate()  # SIGTERM: the worker unwinds, relays released
             if hard_at is not None and now - hard_at > KILL_AFTER:
-                for process in running.values():
-                    process.kill()
+                for slot, process in running.items():
+                    process.kill()  # its relays are released below, once it is gone
+                    killed.add(slot)
             while pending and len(running) < plan.jobs:
                 slot = pending.pop(0)
                 job = Job(
@@ -1019,13 +1098,8 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
                 process.join()
                 del running[slot]
                 if slot not in results:
-                    results[slot] = BoardResult(
-                        slot,
-                        result=FAILED,
-                        pid=process.pid,
-                        log=str(run_dir / f"{slot}.log"),
-                        error=f"worker process died (exit code {process.exitcode}) without a "
-                        "result; its relays may still be energised: rig relay --release-all",
+                    results[slot] = _dead_worker_result(
+                        plan.station, slot, process, run_dir / f"{slot}.log", killed=slot in killed
                     )
                     notify(Event(slot, "result", {"result": results[slot].as_dict()}))
         while drain(0.0):
@@ -1034,10 +1108,11 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
         if running:  # only if the loop itself failed: unwind the workers, relays released
             for process in running.values():
                 process.terminate()
-            for process in running.values():
+            for slot, process in running.items():
                 process.join(KILL_AFTER)
                 if process.exitcode is None:
                     process.kill()
                     process.join()
+                    _release_quietly(plan.station, slot, process, run_dir / f"{slot}.log")
         events.close()
         events.join_thread()
