@@ -23,19 +23,22 @@ says how many), and the flasher session resumes a transfer that fails midway by 
 per 256 KB chunk, a write from the last verified block; ``recoveries`` in the result). A board
 that exhausts its retries is *quarantined* in the station's state file; later runs skip it
 until ``rig quarantine --clear ID``. Other failures (the wrong board in the slot, the firmware
-not booting, a backup that cannot be stored) fail the board without retry and without
-quarantine.
+not booting, a backup that cannot be stored, a flash sector that does not keep what is written:
+:class:`~rig.flasher.FlashDefect`) fail the board without retry and without quarantine.
 
 Stopping: the first SIGINT/SIGTERM/SIGHUP asks every worker to stop at its next safe point -
 before a download sequence, before the backup, before the write, before the boot check; a dump
-in progress is abandoned at once (it only reads); a write in progress finishes and is verified,
-so no board is left half-written. Boards not started yet are not started. A second signal (or
-:data:`GRACE` seconds without the workers finishing) sends SIGTERM to the workers, which unwind
-at once through :func:`~rig.relays.install_safety_net`. Either way every worker releases its
-relays (its slot closes in a ``finally``), records the relay states before and after the
-release in its result and its log, and the report says per board what was done and what not.
-Workers ignore SIGINT (a Ctrl-C reaches the whole process group; the parent decides) and watch
-their parent: if it dies, they stop as if told to.
+in progress is abandoned at once (it only reads); a write in progress finishes and is verified
+(the reconnects it needs included), so no board is left half-written. Boards not started yet are
+not started. A second signal (or :data:`GRACE` seconds without the workers finishing) sends
+SIGTERM to the workers, which unwind at once through :func:`~rig.relays.install_safety_net`.
+Either way every worker releases its relays (its slot closes in a ``finally``), records the
+relay states before and after the release in its result and its log, and the report says per
+board what was done and what not. A worker still running :data:`KILL_AFTER` seconds after the
+SIGTERM is killed; a killed worker (by the parent, the OOM killer, a ``kill -9``) releases
+nothing, so the parent re-opens its slot and releases the relays itself
+(:func:`_dead_worker_result`). Workers ignore SIGINT (a Ctrl-C reaches the whole process
+group; the parent decides) and watch their parent: if it dies, they stop as if told to.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from esptool.util import FatalError
 from . import config
 from .backups import BackupStore
 from .board import DownloadModeError
-from .flasher import FlasherError, FlasherSession, PartialWrite, WrongBoard
+from .flasher import FlashDefect, FlasherError, FlasherSession, PartialWrite, WrongBoard
 from .locks import SlotBusy
 from .operations import (
     BadInput,
@@ -151,6 +154,9 @@ class BoardResult:
     log: str = ""
     relays_before_release: dict[str, bool] = field(default_factory=dict)
     relays_after_release: dict[str, bool] = field(default_factory=dict)
+    # Who released the relays: "worker" (its slot closed), "parent" (the worker died without
+    # doing it; the parent re-opened the slot), "" (nobody could: the error says what to do).
+    relays_released_by: str = ""
 
     @property
     def ok(self) -> bool:
@@ -183,8 +189,9 @@ class Stopped(Exception):
 def is_transient(err: BaseException) -> bool:
     """Worth another attempt with the download sequence re-run: the board did not answer (no
     download mode, no sync, a timeout) or its port went away. Not: the wrong board, a firmware
-    that does not boot, a backup that cannot be stored."""
-    if isinstance(err, WrongBoard):
+    that does not boot, a backup that cannot be stored, a flash defect (every write of a range
+    went through and it never verified: another attempt writes the same bad sector in vain)."""
+    if isinstance(err, WrongBoard | FlashDefect):
         return False
     return isinstance(err, FlasherError | DownloadModeError | FatalError | OSError)
 
@@ -384,7 +391,7 @@ class _BoardRun:
         self.log = log
         self.result = result
         self.report = Report("flash", job.slot_id)
-        self.board = _WatchedBoard(slot.board, lambda: self.checkpoint("the download sequence"))
+        self.board = _WatchedBoard(slot.board, self._before_download)
         self.store = BackupStore(job.station.backups)
         self.phase = ""
         self.writing = False  # a write is under way (flash partly changed)
@@ -398,6 +405,13 @@ class _BoardRun:
     def checkpoint(self, before: str) -> None:
         if self.stop.requested():
             raise Stopped(f"before {before}")
+
+    def _before_download(self) -> None:
+        """A safe point, except inside a write: a write that needs a reconnect (its session
+        resumes it from the last verified block) must finish and be verified, or the board
+        would be left half-written; the run stops at the next safe point after it."""
+        if not self.writing:
+            self.checkpoint("the download sequence")
 
     def run(self) -> None:
         job, result = self.job, self.result
@@ -592,6 +606,8 @@ def flash_board(job: Job, emit: Callable[..., None], stop: Any = None) -> BoardR
             result.error = (
                 f"{result.error}; " if result.error else ""
             ) + f"releasing the slot failed: {err} - check its relays (rig relay --release-all)"
+        else:
+            result.relays_released_by = "worker" if slot is not None else ""
         if slot is not None:
             result.relays_after_release = {r.role: r.is_closed for r in slot.relays}
             relay_log = next(iter(slot.relays)).log if slot.relays.relays else None
@@ -673,6 +689,75 @@ def _signals_deferred() -> Iterator[None]:
                 handler(signum, None)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+def _dead_worker_result(
+    station: config.Station, slot_id: str, process: Any, log_path: Path, *, killed: bool = False
+) -> BoardResult:
+    """The result of a worker that ended without one - killed by the parent after it ignored
+    SIGTERM (``killed``), or by anything else (the OOM killer, a kill -9, a crash) - after the
+    parent released the slot's relays itself.
+
+    A SIGKILLed process releases nothing, and a Raspberry Pi kernel keeps its GPIO outputs
+    driven after it dies: the board would stay in download mode with its power button held. Its
+    slot lock went with it (an ``flock`` dies with its last holder), so the parent re-opens the
+    slot through the station factory - requesting a pin drives it inactive from the first
+    instant - and closes it again (every relay released, the pins freed, the lock dropped).
+    """
+    how = "killed by the rig after it ignored SIGTERM" if killed else "died"
+    result = BoardResult(
+        slot_id, result=FAILED, pid=process.pid, log=str(log_path), ended=utc_now().isoformat()
+    )
+    released = _release_for_dead_worker(station, slot_id, result)
+    result.error = (
+        f"worker process {how} (exit code {process.exitcode}) without a result; {released}"
+    )
+    log = _BoardLog(log_path)
+    try:
+        log(f"parent: {result.error}")
+        if result.relays_released_by:
+            log(f"relays released by the parent: {_states(result.relays_after_release)}")
+    finally:
+        log.close()
+    return result
+
+
+def _release_quietly(station: config.Station, slot_id: str, process: Any, log_path: Path) -> None:
+    """:func:`_dead_worker_result` while the run is failing anyway: never raises (the run's own
+    error matters more), says what happened in the log."""
+    try:
+        result = _dead_worker_result(station, slot_id, process, log_path, killed=True)
+        logging.getLogger(__name__).warning("%s: %s", slot_id, result.error)
+    except Exception as err:
+        logging.getLogger(__name__).error("%s: releasing the relays failed: %s", slot_id, err)
+
+
+def _release_for_dead_worker(station: config.Station, slot_id: str, result: BoardResult) -> str:
+    """Re-open the slot of a dead worker and close it; record the relay states; say what
+    happened (and what to do if it could not be done)."""
+    from .station import LiveStation
+
+    try:
+        with LiveStation(station) as live:
+            slot = live.open_slot(slot_id)  # the pins are requested inactive
+            slot.close()  # every relay released, pins freed, lock dropped
+            states = {r.role: r.is_closed for r in slot.relays}
+    except SlotBusy as err:
+        return (
+            f"the rig could not release its relays: {err} - a process the worker started may "
+            "still hold the slot; the relays may still be energised: once it has ended, run "
+            "rig relay --release-all"
+        )
+    except Exception as err:
+        return (
+            f"the rig could not release its relays: {err} - they may still be energised: "
+            "rig relay --release-all"
+        )
+    result.relays_after_release = states
+    if any(states.values()):
+        return f"releasing its relays failed ({_states(states)}): rig relay --release-all"
+    result.relays_released_by = "parent"
+    return f"the rig released its relays ({_states(states)})"
 
 
 def _without_slot(message: str, slot: str) -> str:
@@ -942,6 +1027,7 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
     stop = ctx.Event()
     pending = list(pending)
     running: dict[str, Any] = {}
+    killed: set[str] = set()
     stop_at = hard_at = None
 
     def handle(event: Event) -> None:
@@ -976,8 +1062,9 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
                 for process in running.values():
                     process.terminate()  # SIGTERM: the worker unwinds, relays released
             if hard_at is not None and now - hard_at > KILL_AFTER:
-                for process in running.values():
-                    process.kill()
+                for slot, process in running.items():
+                    process.kill()  # its relays are released below, once it is gone
+                    killed.add(slot)
             while pending and len(running) < plan.jobs:
                 slot = pending.pop(0)
                 job = Job(
@@ -1011,13 +1098,8 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
                 process.join()
                 del running[slot]
                 if slot not in results:
-                    results[slot] = BoardResult(
-                        slot,
-                        result=FAILED,
-                        pid=process.pid,
-                        log=str(run_dir / f"{slot}.log"),
-                        error=f"worker process died (exit code {process.exitcode}) without a "
-                        "result; its relays may still be energised: rig relay --release-all",
+                    results[slot] = _dead_worker_result(
+                        plan.station, slot, process, run_dir / f"{slot}.log", killed=slot in killed
                     )
                     notify(Event(slot, "result", {"result": results[slot].as_dict()}))
         while drain(0.0):
@@ -1026,10 +1108,11 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
         if running:  # only if the loop itself failed: unwind the workers, relays released
             for process in running.values():
                 process.terminate()
-            for process in running.values():
+            for slot, process in running.items():
                 process.join(KILL_AFTER)
                 if process.exitcode is None:
                     process.kill()
                     process.join()
+                    _release_quietly(plan.station, slot, process, run_dir / f"{slot}.log")
         events.close()
         events.join_thread()

@@ -700,8 +700,8 @@ class PinsConfig(_Model):
 # What each fault kind takes (docs/faults.md; rig/sim/faults.py implements them). The key sets
 # are kept here because this module imports nothing from the simulator.
 FAULT_KEYS: dict[str, tuple[str, ...]] = {
-    "noise": ("rate", "on", "after", "length", "duration"),
-    "drop": ("rate", "on", "after", "length", "duration"),
+    "noise": ("rate", "on", "after", "length", "duration", "above_baud"),
+    "drop": ("rate", "on", "after", "length", "duration", "above_baud"),
     "stall": ("seconds", "after", "on"),
     "unplug": ("after", "on", "gone"),
     "brownout": ("after", "on", "off"),
@@ -763,6 +763,7 @@ class FaultSpec(_Model):
     after: ByteCount | None = None  # bytes on `on` before it strikes
     length: Annotated[ByteCount, Field(gt=0)] | None = None  # bytes a noise/drop window lasts
     duration: Annotated[Number, Field(gt=0, le=3600)] | None = None  # seconds it lasts at most
+    above_baud: Annotated[int, Strict(), Field(gt=0)] | None = None  # noise/drop: faster only
     seconds: Annotated[Number, Field(gt=0, le=600)] | None = None  # stall
     gone: Annotated[Number, Field(ge=0, le=60)] | None = None  # unplug: until re-enumerated
     off: Annotated[Number, Field(ge=0, le=60)] | None = None  # brown-out: without supply

@@ -4,7 +4,8 @@ The rig owns every reset: esptool runs with ``before=no-reset`` / ``after=no-res
 board's relay sequences put the chip into download mode first (fact sheet §10). The session
 loads the flasher stub, climbs the board's baud ladder to the fastest rate that works (a failed
 switch is caught by a register read, and the board is reset and reconnected at the next lower
-rate), and guards against flashing the wrong board by checking the MAC on every connect.
+rate; a rate at which transfers keep failing is given up for the next lower one too), and guards
+against flashing the wrong board by checking the MAC on every connect.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ ROM_BAUD = 115200
 MD5_BLOCK = 0x10000  # first pass of the verified fast write: 64 KB blocks ...
 MD5_SECTOR = 0x1000  # ... then 4 KB sectors inside the blocks that differ
 READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
+# Transfers that may fail at one rate before the session stops using it. One failure is as
+# likely a one-off (a bumped cable, a brown-out) as the rate; a second at the same rate points at
+# a link that is marginal there (slow edges on a long cable, a bridge's sampling error: worse the
+# shorter the bit cell), which the next lower rung of the ladder usually carries cleanly.
+STEP_DOWN_AFTER = 2
 # esptool's write_flash verifies by MD5 itself; these are its words for "the data did not stick".
 ESPTOOL_VERIFY_FAILURES = ("MD5 of file does not match", "Write failed, the written flash")
 MB = 0x100000
@@ -167,6 +173,7 @@ class FlasherSession:
         self.retries = retries
         self.backoff = backoff
         self.recoveries: list[str] = []  # what went wrong and was recovered from
+        self._failures_at: dict[int, int] = {}  # baud -> transfers that failed at that rate
         self._reconnect_error: FlasherError | None = None
         self.writing: tuple[int, int] | None = None  # the range of a write not yet verified
         self.bauds = list(bauds if bauds is not None else board.type.serial.bauds)
@@ -308,13 +315,15 @@ class FlasherSession:
             except FlasherError as err:
                 if attempt == self.retries:
                     raise
-                self._recover(f"{what}: {err}", attempt)
+                self._recover(f"{what}: {err}", attempt, err)
         raise AssertionError("unreachable")
 
-    def _recover(self, what: str, attempt: int) -> None:
-        """Note the failure, wait (``backoff``, doubled per attempt), reconnect. A failed
-        reconnect is noted too (and named by the next attempt); a wrong board is fatal."""
+    def _recover(self, what: str, attempt: int, err: FlasherError) -> None:
+        """Note the failure, wait (``backoff``, doubled per attempt), reconnect - one rung down
+        the baud ladder if transfers keep failing at this rate. A failed reconnect is noted too
+        (and named by the next attempt); a wrong board is fatal."""
         self.recoveries.append(what)
+        self._step_down_if_marginal(err)
         self.board.clock.sleep(self.backoff * 2**attempt)
         try:
             self.reconnect()
@@ -322,6 +331,23 @@ class FlasherSession:
             raise
         except FlasherError as again:
             self.recoveries.append(f"reconnect: {again}")
+
+    def _step_down_if_marginal(self, err: FlasherError) -> None:
+        """Count a transfer that failed on a live link at its rate; at the
+        :data:`STEP_DOWN_AFTER`-th, drop that rate and the faster ones from the ladder, so the
+        reconnect starts one rung lower. Not counted: a write that went through but did not
+        verify (the link was fine) and a failure without a connection (a failed reconnect)."""
+        if isinstance(err, _VerifyMismatch) or self.esp is None or self.identity is None:
+            return
+        baud = self.identity.baud
+        failures = self._failures_at[baud] = self._failures_at.get(baud, 0) + 1
+        lower = [b for b in self._ladder() if b < baud]
+        if failures < STEP_DOWN_AFTER or not lower:
+            return
+        self.bauds = lower
+        self.recoveries.append(
+            f"baud: {failures} transfers failed at {baud} baud; reconnecting at {lower[0]}"
+        )
 
     def _call(self, what: str, fn):
         """One esptool call, its errors turned into FlasherError naming the board."""
@@ -458,7 +484,7 @@ class FlasherSession:
                             unverified,
                         ) from err
                     raise PartialWrite(text, unverified) from err
-                self._recover(f"write: {err}", attempt)
+                self._recover(f"write: {err}", attempt, err)
         raise AssertionError("unreachable")
 
     def _write_runs(self, runs, stats: WriteStats, progress: Progress | None) -> None:

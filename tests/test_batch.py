@@ -9,6 +9,7 @@ instead of three, so a broken slot gives up sooner.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,13 +25,13 @@ import pytest
 from click.testing import CliRunner
 
 from rig.backups import BackupStore, mac_dir
-from rig.batch import STEPS, BatchReport, is_transient
+from rig.batch import STEPS, BatchReport, Job, flash_board, is_transient, plan_batch
 from rig.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
-from rig.config import builtin_configs_dir
-from rig.flasher import FlasherError, WrongBoard
+from rig.config import builtin_configs_dir, load_station
+from rig.flasher import FlashDefect, FlasherError, WrongBoard
 from rig.images.synthetic import vendor_l7x_flash
-from rig.locks import SlotLock
+from rig.locks import SlotBusy, SlotLock
 from rig.operations import OperationError
 from rig.quarantine import QuarantineEntry, StationState
 from rig.sim.efuse import format_mac, mac_from_seed
@@ -164,6 +165,7 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
         assert board["attempts"] == 1 and board["download_sequences"] == 1
         assert "Grbl 1.3a ['$' for help]" in board["console"]  # the new firmware booted
         assert board["relays_after_release"] == {"io0": False, "power": False}
+        assert board["relays_released_by"] == "worker"
         log = Path(board["log"]).read_text()
         assert Path(board["log"]).parent == run_dir
         assert "Hash of data verified" in log and "relays before release" in log
@@ -364,8 +366,248 @@ def test_quarantine_entries_survive_and_clear(tmp_path):
 
 
 def test_what_counts_as_transient():
+    assert not is_transient(FlashDefect("0x20000-0x20fff never verified", [(0x20000, 0x21000)]))
     assert is_transient(FlasherError("no sync"))
     assert is_transient(DownloadModeError("silent"))
     assert is_transient(OSError("port gone"))
     assert not is_transient(WrongBoard("other MAC"))
     assert not is_transient(OperationError("did not boot"))
+
+
+def test_a_bad_sector_is_not_retried_and_not_quarantined(bench):
+    """A FlashDefect (the same range never verifies although every write went through) is the
+    flash, not the link: another attempt writes the same sector in vain. One attempt, failed
+    with the sector named, and the slot is not quarantined (the board is bad, not the slot)."""
+    bad = {"kind": "bad_sector", "address": 0x20000}
+    station = bench(faults={"l7x-1": {"faults": [bad]}}, seeded=("l7x-1",))
+    result = flash(station, "--slots", "l7x-1", "--retries", "2", "--backoff", "0", "--json")
+    assert result.exit_code == 1, result.output
+    [board] = json.loads(result.stdout)["boards"]
+    assert board["result"] == "failed", board
+    assert board["attempts"] == 1 and board["attempt_errors"] == []
+    assert "0x20000-0x20fff" in board["error"] and "bad or worn sector" in board["error"]
+    assert board["not_done"] == ["write", "verify", "boot check"]
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    assert listed == []
+
+
+def job_for(station: Path, slot: str, run_dir: Path) -> Job:
+    """What ``rig flash`` gives the worker of ``slot``, for running it in this process."""
+    plan = plan_batch(load_station(station), "l7x", "custom-grbl", slot, retries=0)
+    run_dir.mkdir()
+    return Job(
+        station=plan.station,
+        slot_id=slot,
+        firmware=plan.firmware.name,
+        images=plan.images,
+        console=plan.firmware.console,
+        retries=plan.retries,
+        backoff=plan.backoff,
+        run_dir=str(run_dir),
+    )
+
+
+def test_a_write_that_needs_a_reconnect_after_a_stop_request_finishes(bench, tmp_path):
+    """Stop requested as the write starts, then the USB cable is bumped mid-write: the write's
+    reconnect (a download sequence) must still run, so the board ends written and verified and
+    the board stops at the next safe point (before the boot check), not half-written."""
+    bump = {"kind": "unplug", "on": "flash", "after": 0x2000, "gone": 0.3}
+    station = bench(faults={"l7x-1": {"faults": [bump]}}, seeded=("l7x-1",))
+    stop = threading.Event()
+
+    def emit(kind: str, **data) -> None:
+        if kind == "phase" and data["phase"] == "write":
+            stop.set()
+
+    result = flash_board(job_for(station, "l7x-1", tmp_path / "run"), emit, stop)
+    assert result.recoveries and result.download_sequences >= 2, result  # it did reconnect
+    assert result.result == "stopped", result
+    assert result.error == "stopped before the boot check: the new firmware is written and verified"
+    assert result.not_done == ["boot check"]
+    assert result.relays_after_release == {"io0": False, "power": False}
+    flash = (tmp_path / "state" / "bench" / "sim-flash" / "l7x-1.bin").read_bytes()
+    assert flash[0x1000 : 0x1000 + CUSTOM.stat().st_size] == CUSTOM.read_bytes()
+
+
+def test_a_link_marginal_above_921600_steps_down_the_ladder_and_the_board_is_flashed(bench):
+    """The L7X's ladder starts at 2 Mbaud; this slot's cable garbles that rate (the check read
+    after the switch gets through, transfers do not) and is clean at 921600. The session steps
+    down after repeated failures at 2 Mbaud instead of burning every retry there: the dump and
+    the write complete, in one attempt."""
+    marginal = {"kind": "noise", "rate": 0.0002, "on": "both", "above_baud": 921600}
+    # fault_seed: which bytes get hit is seeded; with this one, the connect's few bytes at
+    # 2 Mbaud get through (with the slot id as the seed they do not, and the connect itself
+    # falls back to 921600, which is not what this test is about).
+    sim = {"faults": [marginal], "fault_seed": "a"}
+    station = bench(faults={"l7x-1": sim}, seeded=())  # dumped first
+    result = flash(station, "--slots", "l7x-1", "--backoff", "0", "--json")
+    [board] = json.loads(result.stdout)["boards"]
+    assert board["result"] == "ok", board
+    assert board["attempts"] == 1 and board["baud"] == 2000000  # connected at the top
+    steps = [r for r in board["recoveries"] if r.startswith("baud:")]
+    assert steps == ["baud: 2 transfers failed at 2000000 baud; reconnecting at 921600"], board
+    [backup] = BackupStore(station.parent.parent / "backups").list(sim_mac("l7x-1"))
+    assert backup.sha256 == hashlib.sha256(vendor_l7x_flash()).hexdigest()
+    assert "Grbl 1.3a" in board["console"]
+
+
+# -- a worker killed outright ----------------------------------------------------------------------
+FAKES = Path(__file__).parent / "fakes"
+IO0, POWER = 17, 27  # GPIO lines of the bench below (active-low relay inputs)
+
+
+class RelayBoard:
+    """A bench's relay board: GPIO lines switch a simulated board's contacts.
+
+    The lines are the fake gpiod kernel shared through a file with the rig's processes: as on a
+    Raspberry Pi, a line keeps the level it was driven to after the process that drove it dies
+    (stock kernel). A thread here does what the relays do - follow the lines - and keeps a
+    snapshot of them for the test (``energised``)."""
+
+    def __init__(self, kernel, board, channels: dict[int, str]) -> None:
+        self.kernel, self.board, self.channels = kernel, board, channels
+        self.energised: dict[str, bool] = {}
+        self.owners: dict[str, int | None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.002):
+            self.kernel.refresh()
+            energised, owners = {}, {}
+            for offset, contact in self.channels.items():
+                line = self.kernel.line("pinctrl-bcm2835", offset)
+                energised[contact] = line.level is False  # active-low input pulled low
+                owners[contact] = line.owner
+                if self.board.contact(contact) != energised[contact]:
+                    self.board.set_contact(contact, energised[contact])
+            self.energised, self.owners = energised, owners
+
+    def __enter__(self) -> RelayBoard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def gpio_bench(tmp_path, golden):
+    """A bench with real (gpiod) pins and a serial port: one L7X slot whose relays are lines of
+    a fake gpiod kernel shared with the rig's processes, wired to a simulated L7X living in this
+    process (its port a stable alias of its pty) that stalls for a minute 16 KB into a write."""
+    from fakes import gpiod as fake_gpiod
+
+    from rig.sim import faults as F
+    from rig.sim.board import SimBoard
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    kernel = fake_gpiod.boot("pi3", dev_dir=dev, state=tmp_path / "gpio-state.json")
+    board = SimBoard(
+        "l7x",
+        seed="l7x-1",
+        flash_image=vendor_l7x_flash(),
+        name="l7x-1",
+        port_alias=tmp_path / "serial" / "by-path-l7x-1",
+        inject=[F.Stall(seconds=60, on="flash", after=0x4000)],
+    )
+    backups = tmp_path / "backups"
+    shutil.copytree(golden / mac_dir(sim_mac("l7x-1")), backups / mac_dir(sim_mac("l7x-1")))
+    station = tmp_path / "stations" / "gpio.yaml"
+    station.parent.mkdir()
+    station.write_text(
+        f"name: bench\nbackups: {backups}\nlocks: {tmp_path / 'locks'}\n"
+        f"pins: {{backend: gpiod, chip: {dev / 'gpiochip0'}}}\nslots:\n"
+        f"  - {{id: l7x-1, board: l7x, port: {board.port_alias}, "
+        f"relays: {{io0: {{pin: {IO0}}}, power: {{pin: {POWER}}}}}}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RIG_", "ESPTOOL_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(FAKES), *filter(None, [env.get("PYTHONPATH")])])
+    env[fake_gpiod.STATE_ENV] = str(kernel.state_path)
+    with RelayBoard(kernel, board, {IO0: "io0", POWER: "power"}) as relays:
+        yield station, board, relays, env
+    board.close()
+
+
+def flash_until_mid_write(station: Path, board, relays: RelayBoard, env) -> subprocess.Popen:
+    """``rig flash`` on the gpio bench, returned once its worker is stuck mid-write with the
+    power button held; ``proc.worker`` is the worker's PID (the owner of the power line)."""
+    cmd = [sys.executable, "-m", "rig.cli_batch", "flash", "--station", str(station)]
+    cmd += ["--board", "l7x", "--firmware", "custom-grbl", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not any(f.kind == "stall" for f in board.injector.fired):  # mid-write
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"rig flash never reached the write: {proc.communicate()}")
+        time.sleep(0.02)
+    time.sleep(0.1)  # the relay board's snapshot is a few ms behind
+    assert relays.energised == {"io0": False, "power": True}, "the write holds the power button"
+    proc.worker = relays.owners["power"]
+    assert proc.worker not in (None, proc.pid)
+    return proc
+
+
+def test_a_worker_killed_mid_write_has_its_relays_released_by_the_parent(gpio_bench):
+    """SIGKILL (the OOM killer, a kill -9) gives a worker no chance to release its relays, and
+    the kernel keeps its lines driven: the power button stays held. The parent re-opens the slot
+    (the lock died with the worker) and releases them itself, and says so."""
+    station, board, relays, env = gpio_bench
+    proc = flash_until_mid_write(station, board, relays, env)
+    try:
+        os.kill(proc.worker, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    time.sleep(0.1)
+    assert relays.energised == {"io0": False, "power": False}, "a relay left energised"
+    assert relays.owners == {"io0": None, "power": None}
+    assert not board.contact("power") and not board.contact("io0")
+    [result] = json.loads(out)["boards"]
+    assert result["result"] == "failed" and result["pid"] == proc.worker
+    assert result["error"] == (
+        "worker process died (exit code -9) without a result; "
+        "the rig released its relays (io0=open, power=open)"
+    )
+    assert result["relays_released_by"] == "parent"
+    assert result["relays_after_release"] == {"io0": False, "power": False}
+    assert "relays released by the parent: io0=open, power=open" in Path(result["log"]).read_text()
+
+
+def test_a_killed_workers_slot_held_by_another_process_is_a_clear_error(gpio_bench, tmp_path):
+    """The worker is killed but something else holds its slot (a process it started, which
+    inherited the lock): the parent cannot re-open the slot and must say so - who holds it, that
+    the relays may still be energised, and how to release them - not claim they are released."""
+    station, board, relays, env = gpio_bench
+    proc = flash_until_mid_write(station, board, relays, env)
+    holder = SlotLock(tmp_path / "locks", "bench", "l7x-1")
+    try:
+        proc.send_signal(signal.SIGSTOP)  # the parent sees the death only once we hold the slot
+        os.kill(proc.worker, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not holder.held:
+            with contextlib.suppress(SlotBusy):
+                holder.acquire()  # free as soon as the worker has exited
+            assert time.monotonic() < deadline, "the killed worker's lock was never freed"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        holder.release()
+    assert proc.returncode == 1, err
+    [result] = json.loads(out)["boards"]
+    assert result["error"].startswith(
+        "worker process died (exit code -9) without a result; the rig could not release its "
+        f"relays: slot l7x-1 is in use by PID {os.getpid()}"
+    )
+    assert result["error"].endswith(
+        "a process the worker started may still hold the slot; the relays may still be "
+        "energised: once it has ended, run rig relay --release-all"
+    )
+    assert result["result"] == "failed" and result["relays_released_by"] == ""
+    assert relays.energised["power"], "the report is true: the power relay is still held"

@@ -99,6 +99,24 @@ def test_a_burst_of_noise_ends_after_its_duration(make_board):
     assert tap(bytes(10), True) == [bytes(10)]
 
 
+def test_noise_above_a_baud_rate_leaves_slower_rates_alone(make_board):
+    """A marginal cable or bridge: clean at 921600, bit errors at 2 Mbaud (the faster edges
+    and shorter bit cells of a higher rate leave less margin; the rate the line runs at is the
+    chip UART's, which follows the host's)."""
+    board = make_board("l7x", seed="marginal")
+    board.inject(F.Noise(rate=1.0, on="both", above_baud=921600))
+    tap = board.injector._tap
+    for baud in (115200, 921600):
+        board.uart.baud = baud
+        assert tap(bytes(10), True) == [bytes(10)] and tap(bytes(10), False) == [bytes(10)]
+    board.uart.baud = 2000000
+    [hit] = tap(bytes(10), True)
+    assert len(hit) == 10 and all(bin(x).count("1") == 1 for x in hit)
+    assert [f.kind for f in board.injector.fired] == ["noise"]
+    with pytest.raises(ValueError, match="above_baud: must be a baud rate"):
+        F.fault_from_dict({"kind": "drop", "rate": 0.1, "above_baud": 0})
+
+
 def test_stall_holds_the_line_then_delivers(make_board):
     board = make_board("l7x", boot="download")
     board.inject(F.Stall(seconds=1.0, after=0, on="to_chip"))

@@ -8,6 +8,7 @@ simulated board.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 import types
@@ -384,6 +385,44 @@ def test_gpiod_strict_kernel_reverts_released_lines(monkeypatch, tmp_path):
         factory.output(PIN, active_low=True, label=LABEL).set(True)
     line = kernel.line("pinctrl-rp1", PIN)
     assert line.direction is fake_gpiod.Direction.INPUT and line.level is None
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["stock", "strict_gpiod"])
+def test_fake_gpiod_shared_kernel_frees_a_dead_process_s_lines(monkeypatch, tmp_path, strict):
+    """Another process drives a line of the shared fake kernel, then is killed: while it lives
+    the line is busy; once it is gone its request is freed and the level it drove stays (stock
+    kernel) or the line reverts to an input (strict_gpiod) - what the rig's batch relies on."""
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    kernel = fake_gpiod.boot("pi5", dev_dir=tmp_path, strict=strict, state=tmp_path / "gpio")
+    fake_gpiod.install(monkeypatch)
+    env = {**os.environ, fake_gpiod.STATE_ENV: str(tmp_path / "gpio")}
+    env["PYTHONPATH"] = str(Path(fake_gpiod.__file__).parent)  # `import gpiod`: the fake
+    script = (
+        "from rig.pins import GpiodFactory; import sys, time; "
+        f"GpiodFactory(dev_dir={str(tmp_path)!r}).output({PIN}, active_low=True, "
+        "label='other').set(True); print('driven', flush=True); time.sleep(60)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert other.stdout.readline() == b"driven\n"
+        line = kernel.refresh().line("pinctrl-rp1", PIN)
+        assert line.used and line.owner == other.pid and line.level is False  # active (low)
+        with pytest.raises(PinError, match="busy, held by 'rig:other'"):
+            GpiodFactory(dev_dir=str(tmp_path)).output(PIN, active_low=True, label=LABEL)
+        other.send_signal(signal.SIGKILL)
+        other.wait(10)
+    finally:
+        other.kill()
+        other.stdout.close()
+    line = kernel.refresh().line("pinctrl-rp1", PIN)
+    assert not line.used and line.owner is None
+    assert line.level is (None if strict else False)  # stock: still driven active
+    with GpiodFactory(dev_dir=str(tmp_path)) as factory:  # free to request again
+        factory.output(PIN, active_low=True, label=LABEL)
+        assert kernel.refresh().line("pinctrl-rp1", PIN).level is True  # requested inactive
 
 
 def test_fake_gpiod_rejects_misuse_like_libgpiod(pi5, tmp_path):

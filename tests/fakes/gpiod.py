@@ -22,11 +22,21 @@ where a released line reverts to an input.
 
 Use: ``kernel = fakes.gpiod.boot("pi5", dev_dir=tmp_path)``, then put this module in
 ``sys.modules["gpiod"]`` (and ``gpiod.line`` in ``sys.modules["gpiod.line"]``).
+
+Across processes: ``boot(..., state=FILE)`` keeps the kernel's line state in FILE (JSON, every
+access under an ``flock``), and a process that imports this module as ``gpiod`` with
+``FAKE_GPIOD_STATE=FILE`` in its environment (and this directory on ``PYTHONPATH``) drives the
+same lines - as every process of a machine drives the one kernel. As in the kernel, a request
+belongs to its process: when the process is gone (exited, killed, even not yet reaped) its
+requests are released, with the release semantics above (stock: the level stays driven).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import json
 import os
 import sys
 import types
@@ -146,10 +156,22 @@ class KLine:
     used: bool = False
     consumer: str = ""
     history: list[bool] = field(default_factory=list)  # every physical level driven
+    owner: int | None = None  # the PID of the process whose request holds the line
 
     def drive(self, level: bool) -> None:
         self.level = level
         self.history.append(level)
+
+    # The state a shared kernel keeps in its file (the name is the chip's, fixed at boot).
+    STATE = ("level", "active_low", "used", "consumer", "history", "owner")
+
+    def state(self) -> dict:
+        return {"direction": self.direction.name, **{k: getattr(self, k) for k in self.STATE}}
+
+    def load(self, state: dict) -> None:
+        self.direction = Direction[state["direction"]]
+        for key in self.STATE:
+            setattr(self, key, state[key])
 
 
 @dataclass
@@ -168,6 +190,78 @@ class Kernel:
     def __init__(self, strict: bool = False) -> None:
         self.strict = strict
         self.chips: dict[str, KChip] = {}
+        self.state_path: str | None = None  # shared with other processes through this file
+        self.boot_args: dict = {}
+        self._depth = 0
+        self._lock_fd: int | None = None
+
+    # -- a kernel shared by processes -----------------------------------------------------------
+    @contextlib.contextmanager
+    def synced(self):
+        """Hold the shared state's lock, with the lines loaded from the file; save on the way
+        out. Re-entrant; a no-op for a kernel of this process only."""
+        if self.state_path is None or self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        fd = os.open(self.state_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._depth = 1
+        try:
+            self._load()
+            yield self
+            self._save()
+        finally:
+            self._depth = 0
+            os.close(fd)
+
+    def refresh(self) -> Kernel:
+        """Load what other processes did (a shared kernel); returns the kernel."""
+        with self.synced():
+            pass
+        return self
+
+    def _load(self) -> None:
+        with open(self.state_path) as f:
+            state = json.load(f)
+        for path, lines in state["lines"].items():
+            for kline, line_state in zip(self.chips[path].lines, lines, strict=True):
+                kline.load(line_state)
+        for chip in self.chips.values():  # the kernel frees a dead process's requests
+            offsets = [i for i, k in enumerate(chip.lines) if k.used and not _alive(k.owner)]
+            self.release(chip, offsets)
+
+    def _save(self) -> None:
+        state = {
+            "boot": self.boot_args,
+            "lines": {p: [k.state() for k in c.lines] for p, c in self.chips.items()},
+        }
+        tmp = f"{self.state_path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.state_path)
+
+    def share(self, path: str | os.PathLike) -> Kernel:
+        """Keep this kernel's state in ``path`` from now on (other processes attach to it)."""
+        self.state_path = os.fspath(path)
+        fd = os.open(self.state_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._save()
+        finally:
+            os.close(fd)
+        return self
+
+    @classmethod
+    def attach(cls, path: str | os.PathLike) -> Kernel:
+        """The kernel shared through ``path`` (made by ``boot(..., state=path)``)."""
+        with open(path) as f:
+            kernel = _build(**json.load(f)["boot"])
+        kernel.state_path = os.fspath(path)
+        return kernel.refresh()
 
     def add_chip(self, path: str, label: str, names: list[str]) -> KChip:
         chip = KChip(str(path), label, [KLine(n) for n in names])
@@ -202,13 +296,31 @@ class Kernel:
             kline = chip.lines[offset]
             kline.used = False
             kline.consumer = ""
+            kline.owner = None
             kline.active_low = False
             if self.strict:
                 kline.direction = Direction.INPUT
                 kline.level = None
 
 
-_kernel = Kernel()
+def _alive(pid: int | None) -> bool:
+    """The process exists and has not exited (a zombie's files are closed already)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+STATE_ENV = "FAKE_GPIOD_STATE"
+
+
+def _from_environment() -> Kernel:
+    path = os.environ.get(STATE_ENV)
+    return Kernel.attach(path) if path else Kernel()
 
 
 def kernel() -> Kernel:
@@ -219,8 +331,14 @@ def _pi_header_names(n: int) -> list[str]:
     return [f"GPIO{i}" if i < 28 else f"-{i}" for i in range(n)]
 
 
-def boot(machine: str = "pi5", dev_dir: str | os.PathLike = "/dev", strict: bool = False) -> Kernel:
-    """Start a fresh fake kernel with the GPIO chips of ``machine`` under ``dev_dir``.
+def boot(
+    machine: str = "pi5",
+    dev_dir: str | os.PathLike = "/dev",
+    strict: bool = False,
+    state: str | os.PathLike | None = None,
+) -> Kernel:
+    """Start a fresh fake kernel with the GPIO chips of ``machine`` under ``dev_dir``; with
+    ``state``, shared with other processes through that file (see the module's docstring).
 
     ``pi5``: an early Raspberry Pi OS kernel's Pi 5, where the header's chip ``pinctrl-rp1`` is
     /dev/gpiochip4 after four ``gpio-brcmstb`` chips of the SoC (kernels since 6.6.45 renumber
@@ -228,8 +346,16 @@ def boot(machine: str = "pi5", dev_dir: str | os.PathLike = "/dev", strict: bool
     as gpiochip0 plus the firmware expander. ``pi3``: ``pinctrl-bcm2835``. ``none``: no chips.
     """
     global _kernel
+    _kernel = _build(machine, os.fspath(dev_dir), strict)
+    if state is not None:
+        _kernel.share(state)
+    return _kernel
+
+
+def _build(machine: str, dev_dir: str, strict: bool) -> Kernel:
     _kernel = Kernel(strict=strict)
-    d = os.fspath(dev_dir)
+    _kernel.boot_args = {"machine": machine, "dev_dir": dev_dir, "strict": strict}
+    d = dev_dir
     if machine == "pi5":
         for i, addr in enumerate(("107d508500", "107d508520", "107d517c00", "107d517c20")):
             _kernel.add_chip(
@@ -251,6 +377,9 @@ def boot(machine: str = "pi5", dev_dir: str | os.PathLike = "/dev", strict: bool
     elif machine != "none":
         raise ValueError(f"unknown fake machine {machine!r}")
     return _kernel
+
+
+_kernel = _from_environment()
 
 
 def install(monkeypatch) -> types.ModuleType:
@@ -291,7 +420,8 @@ class LineRequest:
 
     def release(self) -> None:
         if self._chip is not None:
-            self._kernel.release(self._chip, self.offsets)
+            with self._kernel.synced():
+                self._kernel.release(self._chip, self.offsets)
             self._chip = None
 
     def _line_to_offset(self, line_id: int | str) -> int:
@@ -310,6 +440,10 @@ class LineRequest:
         return self.get_values([line_id])[0]
 
     def get_values(self, lines=None) -> list[Value]:
+        with self._kernel.synced():
+            return self._get_values(lines)
+
+    def _get_values(self, lines) -> list[Value]:
         self._check_released()
         values = []
         for line_id in lines or self.lines:
@@ -322,6 +456,10 @@ class LineRequest:
         self.set_values({line_id: value})
 
     def set_values(self, values: dict) -> None:
+        with self._kernel.synced():
+            self._set_values(values)
+
+    def _set_values(self, values: dict) -> None:
         self._check_released()
         mapped = {self._line_to_offset(k): v for k, v in values.items()}
         for offset, value in mapped.items():
@@ -388,6 +526,10 @@ class Chip:
         return offset
 
     def get_line_info(self, line_id: int | str) -> LineInfo:
+        with _kernel.synced():
+            return self._get_line_info(line_id)
+
+    def _get_line_info(self, line_id: int | str) -> LineInfo:
         offset = self.line_offset_from_id(line_id)
         kline = self._chip.lines[offset]
         return LineInfo(
@@ -400,6 +542,10 @@ class Chip:
         )
 
     def request_lines(self, config, consumer=None, event_buffer_size=None, output_values=None):
+        with _kernel.synced():
+            return self._request_lines(config, consumer, output_values)
+
+    def _request_lines(self, config, consumer, output_values):
         self._check_closed()
         chip = self._chip
         requested: dict[int, LineSettings] = {}
@@ -425,6 +571,7 @@ class Chip:
         for offset, settings in requested.items():
             kline = chip.lines[offset]
             kline.used = True
+            kline.owner = os.getpid()
             kline.consumer = (consumer or "?")[:31]
             kline.active_low = settings.active_low
             if settings.direction is Direction.OUTPUT:
