@@ -38,8 +38,9 @@ backup_options = [
         type=click.Choice(["auto", "require", "skip"]),
         default="auto",
         show_default=True,
-        help="auto: take a verified backup of this MAC if none exists; require: refuse "
-        "without one; skip: no backup (needs --force).",
+        help="auto: reuse a verified backup of this MAC only if it matches the chip (whole-flash "
+        "MD5), else take one; require: refuse without a matching one; skip: no backup (needs "
+        "--force).",
     ),
     click.option("--force", is_flag=True, help="Allow destroying flash without a backup."),
 ]
@@ -211,13 +212,9 @@ def backup_step(report, session, store, mode, meta, progress):
     from .operations import ensure_backup
 
     with report.step("backup") as step:
-        backup, taken = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
-        report.data["backup_id"] = backup.id if backup else None
-        if backup is None:
-            step.detail = "skipped (--force)"
-        else:
-            step.data = {"id": backup.id, "path": str(backup.path), "taken": taken}
-            step.detail = f"{'took' if taken else 'exists:'} {backup.id}"
+        check = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
+        report.data["backup_id"] = check.backup.id if check.backup else None
+        step.data, step.detail = check.data, check.detail
 
 
 def check_backup_policy(ctx: Context, mode: str, force: bool):

@@ -27,7 +27,7 @@ from rig.backups import BackupStore, mac_dir
 from rig.batch import STEPS, BatchReport, is_transient
 from rig.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
-from rig.config import builtin_configs_dir
+from rig.config import builtin_configs_dir, load_station
 from rig.flasher import FlasherError, WrongBoard
 from rig.images.synthetic import vendor_l7x_flash
 from rig.locks import SlotLock
@@ -243,6 +243,19 @@ def test_broken_slot_is_quarantined_flaky_slot_succeeds_on_retry_the_others_succ
     assert json.loads(invoke(quarantine_command, "--station", station, "--json").stdout) == []
     listing = invoke(quarantine_command, "--station", station)
     assert "no quarantined slots in station bench" in listing.stdout
+
+
+def test_a_board_whose_flash_changed_since_its_backup_is_backed_up_again(bench, change_sim_flash):
+    station = bench()
+    changed = change_sim_flash(load_station(station), "l7x-1")
+    result = flash(station, "--slots", "l7x-1", "--json")
+    assert result.exit_code == 0, result.output
+    [board] = json.loads(result.stdout)["boards"]
+    stale, new = BackupStore(station.parent.parent / "backups").list(sim_mac("l7x-1"))
+    assert board["result"] == "ok" and board["backup_taken"] is True
+    assert board["backup"] == new.id and new.read() == changed
+    [step] = [s for s in board["steps"] if s["name"] == "backup"]
+    assert step["detail"] == f"flash changed since backup {stale.id}: took {new.id}"
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------------
