@@ -74,6 +74,14 @@ _DESCRIBE = {
 }
 
 
+# esptool logs through one process-wide logger, which a flasher session swaps for its own while
+# it runs (rig.esplog.captured); two sessions overlapping in threads would swap each other's lines
+# and could leave a stale logger installed. The servers of one `rig serve` process share it, so
+# their checks take turns (a client whose check waits longer than pyserial's 3 s needs
+# ``?timeout=`` in its URL, docs/remote.md).
+_ONE_FLASHER_SESSION = threading.Lock()
+
+
 class ServeError(RuntimeError):
     """A slot cannot be served (address in use, slot busy, port missing, a board the rig cannot
     vouch for: another MAC, no current backup)."""
@@ -336,7 +344,10 @@ class SlotServer:
         """
         t0 = time.monotonic()
         try:
-            with FlasherSession(live.board, expected_mac=live.config.expected_mac) as session:
+            with (
+                _ONE_FLASHER_SESSION,
+                FlasherSession(live.board, expected_mac=live.config.expected_mac) as session,
+            ):
                 check = ensure_backup(session, self.store, self.backup_mode, self._meta())
                 mac = session.identity.mac
         except (FlasherError, DownloadModeError, OperationError) as err:

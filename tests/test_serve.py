@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import serial
+from esp_pylib.logger import EspLog
 from esp_pylib.serial_reset import classic_bootloader_reset, hard_reset
 from esptool_scripts import DEFAULT_RESET_SESSION
 
@@ -98,6 +99,13 @@ def _station_file(
     for slot in seeded:
         BackupStore(root / "backups").save(sim_mac(slot), flash, md5, {"seeded_by": "tests"})
     return path
+
+
+def client_url(url: str) -> str:
+    """A client's URL as docs/remote.md advises: pyserial waits 3 s by default for the server's
+    first answer, and a connect first waits for the board's check (identify and the chip's MD5,
+    a dump if the flash changed, behind the checks of the other slots this process serves)."""
+    return f"{url}?timeout=20"
 
 
 def _esptool_env(root: Path, cfg_text: str = "[esptool]\n") -> dict[str, str]:
@@ -259,7 +267,7 @@ class Bench:
             serve.kill()
             code, output = _finish(serve)
             return {"first": first, "code": code, "output": output}
-        url = first.split()[-1]
+        url = client_url(first.split()[-1])
         esptool = self.spawn([sys.executable, "-m", "esptool", "--port", url, "chip-id"])
         code, output = _finish(esptool)
         serve.send_signal(signal.SIGTERM)
@@ -273,7 +281,7 @@ class Bench:
         }
 
     def session_job(self, slot: str, *extra: str) -> tuple[int, str]:
-        url = self.servers[slot].url
+        url = client_url(self.servers[slot].url)
         return _finish(
             self.spawn([sys.executable, "-c", DEFAULT_RESET_SESSION, url, hex(ADDR), *extra])
         )
@@ -284,7 +292,7 @@ class Bench:
             self.root,
             "[esptool]\ncustom_reset_sequence = R0|D1|W0.1|R1|D0|W0.05|R0\n",
         )
-        url = self.servers["l7x-3"].url
+        url = client_url(self.servers["l7x-3"].url)
         cmd = [sys.executable, "-m", "esptool", "--port", url, "--chip", "esp32"]
         return _finish(self.spawn([*cmd, "--connect-attempts", "1", "chip-id"], env))
 
@@ -292,7 +300,7 @@ class Bench:
         """Start a 1 MB write on l7x-4 and kill esptool once the first block is in flash."""
         seed = 7
         head = random.Random(seed).randbytes(CUT_SIZE)[:256]
-        url = self.servers["l7x-4"].url
+        url = client_url(self.servers["l7x-4"].url)
         proc = self.spawn(
             [
                 sys.executable,
@@ -322,6 +330,7 @@ class Bench:
 # autouse: the sessions start with the module's first test and run while the quick ones do.
 @pytest.fixture(scope="module", autouse=True)
 def bench(tmp_path_factory):
+    esptool_logger = EspLog.instance
     bench = Bench(tmp_path_factory.mktemp("serve"))
     bench.jobs = {
         "cli": bench.pool.submit(bench.cli_job),
@@ -335,13 +344,16 @@ def bench(tmp_path_factory):
         fault for slot in bench.servers if bench.board(slot) for fault in bench.board(slot).faults
     ]
     assert not faults, "simulator internal errors:\n" + "\n".join(faults)
+    # The servers' checks ran in threads of this process: none may leave esptool's process-wide
+    # logger captured (later tests, and esptool's own output, would lose every line).
+    assert EspLog.instance is esptool_logger, "a check left esptool's logger captured"
 
 
 def test_one_client_per_slot_lock_held_and_strap_window(bench):
     """A raw pyserial client: the lock is held while it is connected, a second client is turned
     away, and EN let go with DTR = RTS = 1 becomes a hard reset once the board's window passes."""
     server = bench.servers["quick-1"]
-    client = serial.serial_for_url(server.url, timeout=0.1)
+    client = serial.serial_for_url(client_url(server.url), timeout=0.1)
     try:
         with pytest.raises(SlotBusy):
             SlotLock(bench.cfg.locks, bench.cfg.name, "quick-1").acquire()
@@ -548,8 +560,7 @@ def test_each_client_gets_the_port_only_once_its_board_is_checked_again(tmp_path
         lenient = SlotServer(station, "l7x-1", log=log.append)  # --backup auto
         try:
             lenient.start()
-            # ?timeout: pyserial waits 3 s by default for the server; a dump takes longer.
-            client = serial.serial_for_url(f"{lenient.url}?timeout={TIMEOUT}", timeout=0.1)
+            client = serial.serial_for_url(client_url(lenient.url), timeout=0.1)
             try:
                 old, new = store.list(mac)
                 assert old == seeded and new.read() == changed
