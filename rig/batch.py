@@ -66,6 +66,7 @@ from .board import DownloadModeError
 from .flasher import FlashDefect, FlasherError, FlasherSession, PartialWrite, WrongBoard
 from .locks import SlotBusy
 from .operations import (
+    BackupCheck,
     BadInput,
     Image,
     OperationError,
@@ -465,10 +466,9 @@ class _BoardRun:
             self.emit("identified", mac=ident.mac, baud=ident.baud)
             self.checkpoint("the backup")
             with report.step("backup") as step:
-                backup, taken = self._backup(session, ident)
-                result.backup, result.backup_taken = backup.id, taken
-                step.data = {"id": backup.id, "sha256": backup.sha256, "taken": taken}
-                step.detail = f"{'took' if taken else 'verified backup exists:'} {backup.id}"
+                check = self._backup(session)
+                result.backup, result.backup_taken = check.backup.id, check.taken
+                step.data, step.detail = check.data, check.detail
                 self.log(step.detail)
             self.checkpoint("the write")
             with report.step("write") as step:
@@ -518,15 +518,22 @@ class _BoardRun:
                 )
             step.detail = f"console matched {job.console!r} after {check.seconds:.1f} s"
 
-    def _backup(self, session: FlasherSession, ident) -> tuple[Any, bool]:
-        existing = self.store.latest(ident.mac)
-        if existing is not None:
-            self.set_phase("backup")
-            return existing, False
-        self.set_phase("dump", total=ident.flash_size)
+    def _backup(self, session: FlasherSession) -> BackupCheck:
+        """:func:`~rig.operations.ensure_backup` decides whether a backup is current; the
+        ``dump`` phase (with its byte total) starts only if it has to dump."""
+        self.set_phase("backup")
+        dump_progress = self._progress(True)
+        dumping = False
+
+        def progress(done: int, total: int) -> None:
+            nonlocal dumping
+            if not dumping:
+                dumping = True
+                self.set_phase("dump", total=total)
+            dump_progress(done, total)
+
         meta = {**self.job.meta, "slot": self.job.slot_id}
-        backup, taken = ensure_backup(session, self.store, "auto", meta, self._progress(True))
-        return backup, taken
+        return ensure_backup(session, self.store, "auto", meta, progress)
 
     def _progress(self, abortable: bool) -> Callable[[int, int], None]:
         """Progress to the parent; a dump (``abortable``: it only reads) stops at once when asked

@@ -47,6 +47,41 @@ def load_station(station_path: str | None):
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
+# The backup policy of every command that can destroy flash (or let a client destroy it).
+backup_options = [
+    click.option(
+        "--backup",
+        "backup_mode",
+        type=click.Choice(["auto", "require", "skip"]),
+        default="auto",
+        show_default=True,
+        help="auto: reuse a verified backup of this MAC only if it matches the chip (whole-flash "
+        "MD5), else take one; require: refuse without a matching one; skip: no backup (needs "
+        "--force).",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Allow destroying flash without a backup (--backup skip), and erasing a chip with "
+        "flash encryption or secure boot enabled.",
+    ),
+]
+
+
+def checked_backup_store(station, mode: str, force: bool):
+    """The station's backup store, once the policy (``skip`` needs ``force``) and the store
+    (writable) were checked: bad input, exit 2, before anything is touched."""
+    from .backups import BackupStore
+    from .operations import BadInput as OpBadInput
+    from .operations import prepare_backups
+
+    store = BackupStore(station.backups)
+    try:
+        prepare_backups(store, mode, force)
+    except OpBadInput as err:
+        raise BadInput(str(err)) from err
+    return store
+
 
 def print_rows(title: str, rows: list[dict], as_json: bool) -> None:
     """One table for people, the same rows as JSON for machines."""

@@ -23,30 +23,21 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .cli_common import BadInput, OperationFailed, json_option, load_station, station_option
+from .cli_common import (
+    BadInput,
+    OperationFailed,
+    backup_options,
+    checked_backup_store,
+    json_option,
+    load_station,
+    station_option,
+)
 
 slot_options = [
     station_option,
     click.option("--board", "board_name", help="Board type (picks its first slot)."),
     click.option("--slot", "slot_id", help="Slot id (see `rig stations`)."),
     json_option,
-]
-backup_options = [
-    click.option(
-        "--backup",
-        "backup_mode",
-        type=click.Choice(["auto", "require", "skip"]),
-        default="auto",
-        show_default=True,
-        help="auto: take a verified backup of this MAC if none exists; require: refuse "
-        "without one; skip: no backup (needs --force).",
-    ),
-    click.option(
-        "--force",
-        is_flag=True,
-        help="Allow destroying flash without a backup (--backup skip), and erasing a chip with "
-        "flash encryption or secure boot enabled.",
-    ),
 ]
 
 
@@ -219,25 +210,9 @@ def backup_step(report, session, store, mode, meta, progress):
     from .operations import ensure_backup
 
     with report.step("backup") as step:
-        backup, taken = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
-        report.data["backup_id"] = backup.id if backup else None
-        if backup is None:
-            step.detail = "skipped (--force)"
-        else:
-            step.data = {"id": backup.id, "path": str(backup.path), "taken": taken}
-            step.detail = f"{'took' if taken else 'exists:'} {backup.id}"
-
-
-def check_backup_policy(ctx: Context, mode: str, force: bool):
-    from .operations import BadInput as OpBadInput
-    from .operations import prepare_backups
-
-    store = ctx.store()
-    try:
-        prepare_backups(store, mode, force)
-    except OpBadInput as err:
-        raise BadInput(str(err)) from err
-    return store
+        check = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
+        report.data["backup_id"] = check.backup.id if check.backup else None
+        step.data, step.detail = check.data, check.detail
 
 
 def resolve(specs, ctx: Context):
@@ -277,7 +252,7 @@ def dump_command(station_path, board_name, slot_id, as_json, out):
     from .operations import take_backup
 
     ctx = Context(station_path, board_name, slot_id)
-    store = check_backup_policy(ctx, "auto", False)
+    store = checked_backup_store(ctx.station, "auto", False)
     if out is not None and not out.parent.is_dir():
         raise BadInput(f"--out: directory {out.parent} does not exist")
 
@@ -318,7 +293,7 @@ def erase_command(station_path, board_name, slot_id, as_json, backup_mode, force
             raise BadInput("--region offset and size must be positive multiples of 0x1000")
         if offset + size > ctx.board_type.flash_size:
             raise BadInput(f"--region ends past the {ctx.board_type.flash_size >> 20} MB flash")
-    store = check_backup_policy(ctx, backup_mode, force)
+    store = checked_backup_store(ctx.station, backup_mode, force)
 
     def body(report, session, progress, _slot):
         backup_step(report, session, store, backup_mode, ctx.meta(), progress)
@@ -340,7 +315,7 @@ def write_command(station_path, board_name, slot_id, as_json, backup_mode, force
     """Write IMAGES (catalog names or FILE@OFFSET): verified fast write of changed blocks."""
     ctx = Context(station_path, board_name, slot_id)
     resolved = resolve(images, ctx)
-    store = check_backup_policy(ctx, backup_mode, force)
+    store = checked_backup_store(ctx.station, backup_mode, force)
 
     def body(report, session, progress, _slot):
         backup_step(report, session, store, backup_mode, ctx.meta(), progress)
@@ -475,7 +450,7 @@ def cycle_command(
     name = firmware_name or catalog[-1].name
     images = resolve([name], ctx)
     pattern = ctx.board_type.firmware_named(name).console
-    store = check_backup_policy(ctx, backup_mode, force)
+    store = checked_backup_store(ctx.station, backup_mode, force)
     if keep is False and backup_mode == "skip":
         raise BadInput("a cycle without a backup has nothing to restore: use --keep")
     with progress_display(as_json) as progress, ctx.live_slot() as slot:

@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from .cli_common import BadInput, OperationFailed, load_station, pick_slot, station_option
+from .cli_common import (
+    BadInput,
+    OperationFailed,
+    backup_options,
+    checked_backup_store,
+    load_station,
+    pick_slot,
+    station_option,
+)
 
 __all__ = ["serve_command"]
 
@@ -57,14 +65,21 @@ def _log(line: str) -> None:
     is_flag=True,
     help="Allow binding to a non-loopback address (RFC 2217 has no authentication).",
 )
-def serve_command(station_path, slot_ids, all_slots, bind, first_port, allow_remote):
+@backup_options[0]
+@backup_options[1]
+def serve_command(
+    station_path, slot_ids, all_slots, bind, first_port, allow_remote, backup_mode, force
+):
     """Serve slots as RFC 2217 ports whose DTR/RTS drive the relays.
 
     Stock esptool, idf.py, PlatformIO or the Arduino IDE point at rfc2217://HOST:PORT and use
     their default resets: the bootloader reset plays the board's `download` sequence, a hard
     reset its `run` sequence (per board type: `rfc2217` in its YAML). One client per slot; the
     slot is locked only while a client is connected, and its relays are released when it
-    leaves. Prints `SERVE <slot> <url>` per slot on stdout, then serves until SIGINT/SIGTERM.
+    leaves. At start-up and again when a client connects, the rig identifies the board, applies
+    the slot's expected_mac and makes sure a verified backup holds its current flash (--backup)
+    before the client gets the port. Prints `SERVE <slot> <url>` per slot on stdout once every
+    slot passed, then serves until SIGINT/SIGTERM.
     """
     from .relays import Terminated, install_safety_net
     from .serve import ServeError, SlotServer, is_loopback
@@ -87,6 +102,7 @@ def serve_command(station_path, slot_ids, all_slots, bind, first_port, allow_rem
             f"--bind {bind} is not a loopback address and RFC 2217 has no authentication; "
             "forward the port with `ssh -L` instead (docs/remote.md), or pass --allow-remote"
         )
+    store = checked_backup_store(cfg, backup_mode, force)
 
     install_safety_net()  # relays released on SIGINT/SIGTERM/SIGHUP and at exit
     station = LiveStation(cfg)
@@ -97,11 +113,19 @@ def serve_command(station_path, slot_ids, all_slots, bind, first_port, allow_rem
             port = first_port + index if first_port else 0
             try:
                 server = SlotServer(
-                    station, slot_id, bind=bind, port=port, station_lock=station_lock, log=_log
+                    station,
+                    slot_id,
+                    bind=bind,
+                    port=port,
+                    station_lock=station_lock,
+                    log=_log,
+                    backup_mode=backup_mode,
+                    store=store,
                 )
             except ServeError as err:
                 raise BadInput(str(err)) from err
             servers.append(server)
+        for server in servers:  # every port is listening: only now may a relay move
             try:
                 server.check()
             except ServeError as err:

@@ -63,14 +63,11 @@ def run_cycle(
                     f"{ident.size_text}, {ident.baud} baud"
                 )
             with report.step("backup") as step:
-                backup, taken = ensure_backup(
+                check = ensure_backup(
                     session, store, backup_mode, meta, _progress(progress, "backup")
                 )
-                if backup is not None:
-                    step.data = {"id": backup.id, "sha256": backup.sha256, "taken": taken}
-                    step.detail = f"{'took' if taken else 'verified backup exists:'} {backup.id}"
-                else:
-                    step.detail = "skipped (--force)"
+                backup = check.backup
+                step.data, step.detail = check.data, check.detail
             with report.step("erase") as step:
                 session.erase_chip()
                 size = session.require_flash_size()

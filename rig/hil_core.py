@@ -45,6 +45,7 @@ from .operations import (
     Image,
     OperationError,
     boot_check,
+    current_backup,
     firmware_in,
     resolve_images,
 )
@@ -351,9 +352,11 @@ def dump_backup(
 ) -> DumpResult:
     """Read the whole flash, check it against the chip's own MD5, keep it as a verified backup.
 
-    A dump identical to the latest intact backup of this MAC is not stored again (a CI runner
+    A dump that a verified backup of this MAC already holds is not stored again (a CI runner
     would otherwise pile up one copy per run): that backup is returned, re-verified by this
-    dump. Raises :class:`~rig.operations.OperationError` if the dump does not match the chip.
+    dump. "Already holds" is :func:`~rig.operations.current_backup`, the one rule every
+    destructive step applies before it relies on a backup. Raises
+    :class:`~rig.operations.OperationError` if the dump does not match the chip.
     """
     ident = session.identity
     size = session.require_flash_size()
@@ -366,10 +369,9 @@ def dump_backup(
             f"dump of {ident.mac} does not match the chip's MD5 ({chip_md5}): not a backup"
         )
     transfer = Transfer(len(data), seconds)
-    sha = hashlib.sha256(data).hexdigest()
-    latest = store.latest(ident.mac)
-    if latest is not None and latest.sha256 == sha and latest.size == size:
-        return DumpResult(latest, chip_md5, transfer, reused=True)
+    existing = current_backup(store, ident.mac, size, chip_md5)
+    if existing is not None:
+        return DumpResult(existing, chip_md5, transfer, reused=True)
     full = {
         **meta,
         "chip": ident.chip,

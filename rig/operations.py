@@ -172,25 +172,94 @@ def take_backup(
         raise OperationError(str(err)) from err
 
 
+@dataclass(frozen=True)
+class BackupCheck:
+    """What :func:`ensure_backup` found or did, for the step's detail and data."""
+
+    backup: Backup | None  # the verified backup the destructive step relies on (None: skipped)
+    taken: bool  # dumped just now
+    chip_md5: str = ""  # the chip's MD5 of its whole flash when checked
+    stale: Backup | None = None  # the latest backup, which no longer matched the chip
+
+    @property
+    def detail(self) -> str:
+        if self.backup is None:
+            return "skipped (--force)"
+        if not self.taken:
+            return f"verified backup exists and matches the chip (chip MD5): {self.backup.id}"
+        if self.stale is not None:
+            return f"flash changed since backup {self.stale.id}: took {self.backup.id}"
+        return f"took {self.backup.id}"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self.backup is None:
+            return {}
+        return {
+            "id": self.backup.id,
+            "path": str(self.backup.path),
+            "sha256": self.backup.sha256,
+            "taken": self.taken,
+            "chip_md5": self.chip_md5,
+            "stale": self.stale.id if self.stale else None,
+        }
+
+
+def matches_chip(backup: Backup, flash_size: int, chip_md5: str) -> bool:
+    """The one rule for "this backup holds what the chip holds now": the same size as the whole
+    flash, and the MD5 recorded when it was verified equals the chip's MD5 of its whole flash.
+
+    MD5 because the chip computes it (SPI_FLASH_MD5 in the ROM loader and the stub), so a
+    destructive step can check that the backup is current without reading 4 MB back. A backup
+    that only covers part of the flash is never current, whatever its MD5."""
+    return backup.size == flash_size and backup.meta.get("md5", "").lower() == chip_md5.lower()
+
+
+def current_backup(store: BackupStore, mac: str, flash_size: int, chip_md5: str) -> Backup | None:
+    """The newest intact verified backup of ``mac`` that :func:`matches_chip`, or None.
+
+    Any backup of the MAC will do, not only the latest: a board restored to an older backup
+    holds exactly that backup's bytes."""
+    for backup in reversed(store.list(mac)):
+        if backup.mac == mac and matches_chip(backup, flash_size, chip_md5) and backup.intact():
+            return backup
+    return None
+
+
 def ensure_backup(
     session: FlasherSession,
     store: BackupStore,
     mode: str,
     meta: dict[str, Any],
     progress: Progress | None = None,
-) -> tuple[Backup | None, bool]:
-    """The verified backup a destructive step relies on: ``(backup, taken_now)``."""
+) -> BackupCheck:
+    """The verified, *current* backup a destructive step relies on.
+
+    A backup of the MAC is reused only if it :func:`matches_chip` now: settings or files the
+    firmware wrote since the latest backup are not in it, and erasing or writing over them with
+    only that backup would lose them. ``auto`` then dumps again; ``require`` refuses.
+    """
     if mode == "skip":
-        return None, False
-    existing = store.latest(session.identity.mac)
-    if existing is not None:
-        return existing, False
+        return BackupCheck(None, False)
+    ident = session.identity
+    chip_md5 = session.md5(0, ident.flash_size)
+    current = current_backup(store, ident.mac, ident.flash_size, chip_md5)
+    if current is not None:
+        return BackupCheck(current, False, chip_md5)
+    stale = store.latest(ident.mac)
     if mode == "require":
+        if stale is None:
+            raise OperationError(
+                f"no verified backup of {ident.mac} in {store.root}: take one with "
+                f"`rig dump --slot {session.board.slot_id}` (or use --backup auto)"
+            )
         raise OperationError(
-            f"no verified backup of {session.identity.mac} in {store.root}: take one with "
-            "`rig dump` (or use --backup auto)"
+            f"the flash of {ident.mac} changed since its latest backup {stale.id} (chip MD5 "
+            f"{chip_md5}, backup {stale.meta.get('md5')}) and no verified backup matches it: "
+            f"take a fresh one with `rig dump --slot {session.board.slot_id}` "
+            "(or use --backup auto)"
         )
-    return take_backup(session, store, meta, progress), True
+    return BackupCheck(take_backup(session, store, meta, progress), True, chip_md5, stale)
 
 
 def explain_failure(err: Exception, slot_id: str, backup_id: str | None) -> str:

@@ -25,6 +25,12 @@ is connected; when it leaves - cleanly or not - the port is closed, every relay 
 lock dropped, so other ``rig`` commands can use the slot between clients. Baud, data size, parity,
 stop bits and purges pass through to the port. RFC 2217 has no authentication: the server binds to
 loopback unless told otherwise (see docs/remote.md for ``ssh -L``).
+
+A client can erase or overwrite anything (RFC 2217 passes its bytes through), so no client gets
+the port of a board the rig cannot vouch for: :meth:`SlotServer.check` (at start-up) and every
+connect identify the chip, apply the slot's ``expected_mac`` and make sure a verified backup holds
+the chip's current flash (:func:`rig.operations.ensure_backup`, the policy of every destructive
+command) - see :meth:`SlotServer.guard`.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +50,11 @@ from typing import Any
 import serial
 from serial.rfc2217 import IAC, M_NORMAL, PortManager
 
+from .backups import BackupStore
+from .board import DownloadModeError
+from .flasher import FlasherError, FlasherSession
 from .locks import SlotBusy
+from .operations import BackupCheck, OperationError, ensure_backup
 from .ports import PortNotFound
 from .sequences import run_sequence
 
@@ -63,8 +74,17 @@ _DESCRIBE = {
 }
 
 
+# esptool logs through one process-wide logger, which a flasher session swaps for its own while
+# it runs (rig.esplog.captured); two sessions overlapping in threads would swap each other's lines
+# and could leave a stale logger installed. The servers of one `rig serve` process share it, so
+# their checks take turns (a client whose check waits longer than pyserial's 3 s needs
+# ``?timeout=`` in its URL, docs/remote.md).
+_ONE_FLASHER_SESSION = threading.Lock()
+
+
 class ServeError(RuntimeError):
-    """A slot cannot be served (address in use, slot busy, port missing)."""
+    """A slot cannot be served (address in use, slot busy, port missing, a board the rig cannot
+    vouch for: another MAC, no current backup)."""
 
 
 # -- decoding ------------------------------------------------------------------------------------
@@ -244,7 +264,10 @@ class SlotServer:
     """Serves one slot of a :class:`rig.station.LiveStation` on ``bind``:``port``.
 
     ``station_lock`` serialises open/close of slots when several servers share a station.
-    ``log`` receives one line per connection and per board event.
+    ``log`` receives one line per connection, per board check and per board event.
+    ``backup_mode`` is the backup policy of the destructive commands (``auto``, ``require``,
+    ``skip``; validated, with ``--force`` for ``skip``, by :func:`rig.operations.prepare_backups`
+    before a server is made) and ``store`` the backup store (default: the station's).
     """
 
     def __init__(
@@ -256,10 +279,14 @@ class SlotServer:
         port: int = 0,
         station_lock: threading.Lock | None = None,
         log: Callable[[str], None] | None = None,
+        backup_mode: str = "auto",
+        store: BackupStore | None = None,
     ) -> None:
         self.station = station
         self.slot_id = slot_id
         self.board_type = station.config.board_of(slot_id)
+        self.backup_mode = backup_mode
+        self.store = store or BackupStore(station.config.backups)
         self.mapping = self.board_type.rfc2217
         self._station_lock = station_lock or threading.Lock()
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -280,8 +307,9 @@ class SlotServer:
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def check(self) -> None:
-        """Fail fast: the slot can be locked, its relays opened and its port found (then freed)."""
+    def check(self) -> BackupCheck:
+        """Fail fast, at start-up: the slot can be locked, its relays opened and its port found,
+        and :meth:`guard` vouches for the board (then everything is freed again)."""
         try:
             with self._station_lock:
                 live = self.station.open_slot(self.slot_id)
@@ -289,11 +317,54 @@ class SlotServer:
                 url = live.board.port.resolve()
                 if url.startswith("/") and not os.path.exists(url):
                     raise PortNotFound(f"{self.slot_id}: serial port {url} does not exist")
+                return self.guard(live)
             finally:
                 with self._station_lock:
                     live.close()
         except (SlotBusy, PortNotFound) as err:
             raise ServeError(str(err)) from err
+
+    def guard(self, live: Any) -> BackupCheck:
+        """Vouch for the board in the open slot ``live`` before a client may touch it.
+
+        Download mode by relays and a flasher session identify the chip; the slot's
+        ``expected_mac`` refuses another board (:class:`~rig.flasher.WrongBoard`); then
+        :func:`~rig.operations.ensure_backup` applies the backup policy: a backup of this MAC
+        is relied on only if it matches the chip's whole-flash MD5 now (``auto`` dumps again
+        otherwise, ``require`` refuses). The relays are released afterwards, whatever happened.
+
+        When: at start-up (:meth:`check`, so a bad slot fails ``rig serve`` before it serves
+        anything) and again on *every* connect, before the client gets a byte. Between two
+        clients the slot is unlocked: the last client, another ``rig`` command, a person with
+        esptool or the firmware itself (saving settings) may have changed the flash, or another
+        board may sit in the slot. Checking only at start-up would serve such a board without a
+        current backup. A connect therefore costs an identify and a whole-flash MD5 (0.7 s on
+        the simulated station) - plus a dump when the flash changed since its latest backup.
+        What a connected client then writes is its own business: RFC 2217 passes bytes through.
+        """
+        t0 = time.monotonic()
+        try:
+            with (
+                _ONE_FLASHER_SESSION,
+                FlasherSession(live.board, expected_mac=live.config.expected_mac) as session,
+            ):
+                check = ensure_backup(session, self.store, self.backup_mode, self._meta())
+                mac = session.identity.mac
+        except (FlasherError, DownloadModeError, OperationError) as err:
+            reason = str(err).removeprefix(f"{self.slot_id}: ")
+            raise ServeError(f"{self.slot_id}: not served: {reason}") from err
+        finally:
+            live.relays.release_all()
+        self.log(f"{self.slot_id}: {mac}: {check.detail} ({time.monotonic() - t0:.1f} s)")
+        return check
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "station": self.station.name,
+            "slot": self.slot_id,
+            "board_type": self.board_type.name,
+            "taken_by": "rig serve",
+        }
 
     def start(self) -> SlotServer:
         self._thread.start()
@@ -350,6 +421,7 @@ class SlotServer:
             try:
                 with self._station_lock:
                     live = self.station.open_slot(self.slot_id)
+                self.guard(live)
                 url = live.board.port.resolve()
                 port = serial.serial_for_url(url, do_not_open=True, exclusive=True)
                 port.baudrate = live.board.console_baud
@@ -358,7 +430,7 @@ class SlotServer:
                 port.dtr = False  # both inactive: a bridge's own auto-reset circuit stays idle
                 port.rts = False
                 port.open()
-            except (SlotBusy, PortNotFound, serial.SerialException, OSError) as err:
+            except (SlotBusy, PortNotFound, ServeError, serial.SerialException, OSError) as err:
                 self.log(f"{self.slot_id}: refused {peer}: {err}")
                 return
             self.log(f"{self.slot_id}: client {peer} connected; slot locked")

@@ -141,3 +141,25 @@ def esptool(tmp_path):
         return EsptoolResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+# Where the default partition table puts NVS: data a firmware rewrites at run time (settings).
+SETTINGS_AT = 0xB000
+
+
+@pytest.fixture
+def change_sim_flash():
+    """``change_sim_flash(station_config, slot_id, data=...) -> flash``: the board's firmware
+    saved settings since its last backup. ``data`` is programmed (NOR: bits only clear) into the
+    NVS region of the simulated slot, opened and closed as any rig command does, so the next
+    command - in this process or another - finds the changed flash; returns the whole flash."""
+    from rig.station import LiveStation
+
+    def change(cfg, slot_id: str, data: bytes = b"ssid=bench-wifi\0") -> bytes:
+        with LiveStation(cfg) as station:
+            station.open_slot(slot_id)
+            flash = station.simulated_board(slot_id).flash
+            flash.program(SETTINGS_AT, data)
+            return flash.view()
+
+    return change

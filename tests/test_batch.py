@@ -248,6 +248,19 @@ def test_broken_slot_is_quarantined_flaky_slot_succeeds_on_retry_the_others_succ
     assert "no quarantined slots in station bench" in listing.stdout
 
 
+def test_a_board_whose_flash_changed_since_its_backup_is_backed_up_again(bench, change_sim_flash):
+    station = bench()
+    changed = change_sim_flash(load_station(station), "l7x-1")
+    result = flash(station, "--slots", "l7x-1", "--json")
+    assert result.exit_code == 0, result.output
+    [board] = json.loads(result.stdout)["boards"]
+    stale, new = BackupStore(station.parent.parent / "backups").list(sim_mac("l7x-1"))
+    assert board["result"] == "ok" and board["backup_taken"] is True
+    assert board["backup"] == new.id and new.read() == changed
+    [step] = [s for s in board["steps"] if s["name"] == "backup"]
+    assert step["detail"] == f"flash changed since backup {stale.id}: took {new.id}"
+
+
 # -- SIGTERM ---------------------------------------------------------------------------------------
 def test_sigterm_mid_run_stops_every_board_and_releases_every_relay(bench):
     station = bench(seeded=("l7x-3", "l7x-4"))  # l7x-1 and l7x-2 start with a 4 MB dump

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from rig.backups import BackupStore
 from rig.cli import main
+from rig.config import load_station
 from rig.images import synthetic
 from rig.relays import uninstall_safety_net
 from rig.sim.efuse import format_mac, mac_from_seed
@@ -58,12 +59,14 @@ def test_write_verify_erase_restore_and_list(rig, tmp_path):
     failed = rig("verify", "--slot", "l7x-2", "vendor-l7x", "--json", ok=False)
     assert failed.exit_code == 1 and "chip MD5 differs" in json.loads(failed.stdout)["error"]
     erase = rig("erase", "--slot", "l7x-2", "--region", "0x10000", "0x1000", "--json")
-    assert erase["ok"] and erase["steps"][1]["detail"].startswith("exists:")
+    # custom-grbl was written since the seeded backup: the erase backs the board up again.
+    assert erase["ok"] and erase["steps"][1]["detail"].startswith("flash changed since backup")
     restore = rig("restore", "--slot", "l7x-2", "--json")
     data = restore["steps"][-1]["data"]
     assert restore["ok"] and data["bytes_skipped"] > 3 * 1024 * 1024
     listing = rig("backups", "--json")
-    assert [b["mac"] for b in listing] == [MAC] and listing[0]["intact"] == "yes"
+    assert [b["mac"] for b in listing] == [MAC, MAC]
+    assert [b["intact"] for b in listing] == ["yes", "yes"]
 
 
 def test_dump_makes_a_new_verified_backup(rig, tmp_path):
@@ -79,3 +82,48 @@ def test_destructive_commands_need_a_backup_or_force(rig):
     assert refused.exit_code == 1 and "no verified backup" in json.loads(refused.stdout)["error"]
     bad = rig("erase", "--slot", "l7x-2", "--backup", "skip", ok=False)
     assert bad.exit_code == 2 and "--force" in bad.output
+
+
+@pytest.mark.parametrize(
+    "command", [("write", "custom-grbl"), ("erase", "--region", "0x10000", "0x1000")]
+)
+def test_auto_backs_up_again_when_the_flash_changed_since_the_backup(
+    rig, tmp_path, sim_station_file, change_sim_flash, command
+):
+    """Settings saved since the latest backup are not in it: reusing it would destroy them."""
+    seed(tmp_path)
+    store = BackupStore(tmp_path / "backups")
+    [stale] = store.list(MAC)
+    changed = change_sim_flash(load_station(sim_station_file), "l7x-2")
+    report = rig(command[0], "--slot", "l7x-2", "--backup", "auto", *command[1:], "--json")
+    old, new = store.list(MAC)
+    assert old.id == stale.id and new.read() == changed
+    step = report["steps"][1]
+    assert step["name"] == "backup" and step["data"]["taken"] is True
+    assert step["detail"] == f"flash changed since backup {stale.id}: took {new.id}"
+
+
+def test_require_refuses_when_the_latest_backup_no_longer_matches_the_chip(
+    rig, tmp_path, sim_station_file, change_sim_flash
+):
+    seed(tmp_path)
+    [stale] = BackupStore(tmp_path / "backups").list(MAC)
+    station = load_station(sim_station_file)
+    changed = change_sim_flash(station, "l7x-2")
+    refused = rig("erase", "--slot", "l7x-2", "--backup", "require", "--json", ok=False)
+    error = json.loads(refused.stdout)["error"]
+    assert refused.exit_code == 1
+    assert f"changed since its latest backup {stale.id}" in error
+    assert "`rig dump --slot l7x-2`" in error
+    assert change_sim_flash(station, "l7x-2", b"") == changed  # nothing was erased
+
+
+def test_a_backup_that_matches_the_chip_is_reused_and_says_so(rig, tmp_path):
+    seed(tmp_path)
+    [backup] = BackupStore(tmp_path / "backups").list(MAC)
+    report = rig("erase", "--slot", "l7x-2", "--region", "0x10000", "0x1000", "--json")
+    step = report["steps"][1]
+    assert step["data"]["taken"] is False and step["data"]["id"] == backup.id
+    assert step["detail"] == (
+        f"verified backup exists and matches the chip (chip MD5): {backup.id}"
+    )

@@ -252,3 +252,36 @@ def test_a_failed_write_names_the_unverified_range_and_the_way_back():
         "run `rig restore --slot l7x-2`"
     )
     assert "0x10000-0x7ffff unverified" in text
+
+
+def test_a_backup_is_current_only_if_size_and_md5_match_the_whole_flash(tmp_path):
+    from rig.backups import Backup
+    from rig.operations import matches_chip
+
+    md5 = hashlib.md5(b"\xff" * 0x400000).hexdigest()
+
+    def backup(size: int, digest: str) -> Backup:
+        return Backup("m/x", "24:0a:c4:00:00:01", tmp_path / "x.bin", {"size": size, "md5": digest})
+
+    assert matches_chip(backup(0x400000, md5.upper()), 0x400000, md5)
+    assert not matches_chip(backup(0x100000, md5), 0x400000, md5)  # a partial dump never is
+    assert not matches_chip(backup(0x400000, "0" * 32), 0x400000, md5)
+    assert not matches_chip(Backup("m/x", "m", tmp_path, {"size": 0x400000}), 0x400000, md5)
+
+
+def test_auto_dumps_again_after_the_flash_changed_and_reuses_the_matching_backup(station):
+    """ensure_backup on the session API: settings programmed since the backup -> a new dump;
+    then the new backup matches and is reused (no third dump)."""
+    slot = station.open_slot("l7x-3")
+    store = BackupStore(station.config.backups)
+    stale = seed_backup(station, "l7x-3")
+    sim = station.simulated_board("l7x-3")
+    sim.flash.program(0xB000, b"ssid=bench\0")
+    with session(slot) as s:
+        with pytest.raises(OperationError, match=f"changed since its latest backup {stale.id}"):
+            ensure_backup(s, store, "require", {})
+        taken = ensure_backup(s, store, "auto", {"slot": "l7x-3"})
+        again = ensure_backup(s, store, "require", {})
+    assert taken.taken and taken.stale == stale and taken.backup.read() == sim.flash.view()
+    assert not again.taken and again.backup == taken.backup and again.stale is None
+    assert [b.id for b in store.list(stale.mac)] == [stale.id, taken.backup.id]

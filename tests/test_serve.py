@@ -8,6 +8,7 @@ all start together in the module fixture, each on its own slot, and each test ch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -22,12 +23,16 @@ from pathlib import Path
 
 import pytest
 import serial
+from esp_pylib.logger import EspLog
 from esp_pylib.serial_reset import classic_bootloader_reset, hard_reset
 from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
+from rig.backups import BackupStore
+from rig.images.synthetic import vendor_l7x_flash
 from rig.locks import SlotBusy, SlotLock
 from rig.serve import AutoResetDecoder, SlotServer
+from rig.sim.efuse import format_mac, mac_from_seed
 from rig.station import LiveStation
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli_serve"]  # `rig serve` (the same click command)
@@ -53,27 +58,54 @@ rfc2217: {strap_window: 0.2}
 """
 
 
-def _station_file(root: Path) -> Path:
+SLOTS = (  # id, board type, io0 pin, power pin
+    ("l7x-1", "l7x", 17, 27),
+    ("l7x-2", "l7x", 22, 23),
+    ("l7x-3", "l7x", 24, 25),
+    ("l7x-4", "l7x", 5, 6),
+    ("quick-1", "l7x-quick", 12, 13),
+)
+SLOT_IDS = tuple(slot[0] for slot in SLOTS)
+
+
+def sim_mac(slot: str) -> str:
+    """The factory MAC of a simulated slot seeded by its id."""
+    return format_mac(mac_from_seed(f"l7x:{slot}"))
+
+
+def _station_file(
+    root: Path, seeded: tuple[str, ...] = SLOT_IDS, expected_mac: dict[str, str] | None = None
+) -> Path:
+    """Simulated L7X slots; the ``seeded`` ones already have a verified backup of their flash
+    (stored without a dump), so serving them only checks it: identify + the chip's MD5."""
     (root / "boards").mkdir()
     (root / "boards" / "l7x-quick.yaml").write_text(BOARD_QUICK)
     (root / "stations").mkdir()
+    pinned = expected_mac or {}
     slots = "\n".join(
         f"  - {{id: {sid}, board: {board}, relays: {{io0: {{pin: {io0}}}, power: {{pin: {pwr}}}}},"
-        f" simulated: {{variant: l7x}}}}"
-        for sid, board, io0, pwr in (
-            ("l7x-1", "l7x", 17, 27),
-            ("l7x-2", "l7x", 22, 23),
-            ("l7x-3", "l7x", 24, 25),
-            ("l7x-4", "l7x", 5, 6),
-            ("quick-1", "l7x-quick", 12, 13),
-        )
+        f" simulated: {{variant: l7x}}"
+        + (f", expected_mac: {pinned[sid]}" if sid in pinned else "")
+        + "}"
+        for sid, board, io0, pwr in SLOTS
     )
     path = root / "stations" / "serve.yaml"
     path.write_text(
         f"name: serve\nbackups: {root}/backups\nlocks: {root}/locks\n"
         f"pins: {{backend: sim}}\nslots:\n{slots}\n"
     )
+    flash = vendor_l7x_flash()
+    md5 = hashlib.md5(flash).hexdigest()
+    for slot in seeded:
+        BackupStore(root / "backups").save(sim_mac(slot), flash, md5, {"seeded_by": "tests"})
     return path
+
+
+def client_url(url: str) -> str:
+    """A client's URL as docs/remote.md advises: pyserial waits 3 s by default for the server's
+    first answer, and a connect first waits for the board's check (identify and the chip's MD5,
+    a dump if the flash changed, behind the checks of the other slots this process serves)."""
+    return f"{url}?timeout=20"
 
 
 def _esptool_env(root: Path, cfg_text: str = "[esptool]\n") -> dict[str, str]:
@@ -192,7 +224,8 @@ def test_board_yaml_maps_events_to_sequences(tmp_path):
 class Bench:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.station_file = _station_file(root)
+        # l7x-1 (served by `rig serve` itself) has no backup yet: the server takes one first.
+        self.station_file = _station_file(root, seeded=SLOT_IDS[1:])
         self.cfg = config.load_station(self.station_file)
         self.station = LiveStation(self.cfg)
         self.log: list[str] = []
@@ -234,7 +267,7 @@ class Bench:
             serve.kill()
             code, output = _finish(serve)
             return {"first": first, "code": code, "output": output}
-        url = first.split()[-1]
+        url = client_url(first.split()[-1])
         esptool = self.spawn([sys.executable, "-m", "esptool", "--port", url, "chip-id"])
         code, output = _finish(esptool)
         serve.send_signal(signal.SIGTERM)
@@ -248,7 +281,7 @@ class Bench:
         }
 
     def session_job(self, slot: str, *extra: str) -> tuple[int, str]:
-        url = self.servers[slot].url
+        url = client_url(self.servers[slot].url)
         return _finish(
             self.spawn([sys.executable, "-c", DEFAULT_RESET_SESSION, url, hex(ADDR), *extra])
         )
@@ -259,7 +292,7 @@ class Bench:
             self.root,
             "[esptool]\ncustom_reset_sequence = R0|D1|W0.1|R1|D0|W0.05|R0\n",
         )
-        url = self.servers["l7x-3"].url
+        url = client_url(self.servers["l7x-3"].url)
         cmd = [sys.executable, "-m", "esptool", "--port", url, "--chip", "esp32"]
         return _finish(self.spawn([*cmd, "--connect-attempts", "1", "chip-id"], env))
 
@@ -267,7 +300,7 @@ class Bench:
         """Start a 1 MB write on l7x-4 and kill esptool once the first block is in flash."""
         seed = 7
         head = random.Random(seed).randbytes(CUT_SIZE)[:256]
-        url = self.servers["l7x-4"].url
+        url = client_url(self.servers["l7x-4"].url)
         proc = self.spawn(
             [
                 sys.executable,
@@ -297,6 +330,7 @@ class Bench:
 # autouse: the sessions start with the module's first test and run while the quick ones do.
 @pytest.fixture(scope="module", autouse=True)
 def bench(tmp_path_factory):
+    esptool_logger = EspLog.instance
     bench = Bench(tmp_path_factory.mktemp("serve"))
     bench.jobs = {
         "cli": bench.pool.submit(bench.cli_job),
@@ -310,13 +344,16 @@ def bench(tmp_path_factory):
         fault for slot in bench.servers if bench.board(slot) for fault in bench.board(slot).faults
     ]
     assert not faults, "simulator internal errors:\n" + "\n".join(faults)
+    # The servers' checks ran in threads of this process: none may leave esptool's process-wide
+    # logger captured (later tests, and esptool's own output, would lose every line).
+    assert EspLog.instance is esptool_logger, "a check left esptool's logger captured"
 
 
 def test_one_client_per_slot_lock_held_and_strap_window(bench):
     """A raw pyserial client: the lock is held while it is connected, a second client is turned
     away, and EN let go with DTR = RTS = 1 becomes a hard reset once the board's window passes."""
     server = bench.servers["quick-1"]
-    client = serial.serial_for_url(server.url, timeout=0.1)
+    client = serial.serial_for_url(client_url(server.url), timeout=0.1)
     try:
         with pytest.raises(SlotBusy):
             SlotLock(bench.cfg.locks, bench.cfg.name, "quick-1").acquire()
@@ -380,6 +417,8 @@ def test_remote_bind_needs_the_flag_and_warns(station_file):
         ([], "several slots; pick one with --slot"),
         (["--slot", "nope"], "no slot 'nope'"),
         (["--slot", "l7x-1", "--all"], "--all and --slot exclude each other"),
+        (["--slot", "l7x-1", "--backup", "skip"], "add --force"),
+        (["--slot", "l7x-1", "--backup", "never"], "'never' is not one of"),
     ],
 )
 def test_serve_bad_input_exits_2(station_file, args, message):
@@ -438,3 +477,96 @@ def test_disconnect_mid_write_releases_relays_and_lock(bench):
     with SlotLock(bench.cfg.locks, bench.cfg.name, "l7x-4"):
         pass  # free again
     assert any(line.startswith("l7x-4: client 127.0.0.1:") for line in bench.log)
+
+
+# -- what is checked before a client can touch a board ---------------------------------------
+@pytest.mark.parametrize(
+    ("seeded", "pinned", "args", "message"),
+    [
+        (
+            SLOT_IDS,
+            {"l7x-2": "24:0a:c4:99:99:99"},
+            ["--slot", "l7x-1", "--slot", "l7x-2"],
+            f"has MAC {sim_mac('l7x-2')}, expected 24:0a:c4:99:99:99 - refusing to touch it",
+        ),
+        ((), {}, ["--slot", "l7x-2", "--backup", "require"], "no verified backup of"),
+    ],
+    ids=["wrong-mac", "require-without-backup"],
+)
+def test_serve_refuses_to_serve_a_board_it_cannot_vouch_for(
+    tmp_path, seeded, pinned, args, message
+):
+    station = _station_file(tmp_path, seeded, pinned)
+    proc, first = _serve("--station", str(station), *args, "--port", "0")
+    if first:  # served anyway: stop it
+        proc.send_signal(signal.SIGTERM)
+    code, output = _finish(proc)
+    assert (first, code) == ("", 1), first + output
+    flat = " ".join(output.split())
+    assert "failed: l7x-2: not served:" in flat and message in flat, output
+    assert "Traceback" not in output
+    assert len(BackupStore(tmp_path / "backups").list(sim_mac("l7x-2"))) == (1 if seeded else 0)
+
+
+def test_serve_backs_up_a_board_before_serving_it(bench):
+    """l7x-1 had no backup: `rig serve` dumps it at start-up, before the SERVE line, and the
+    client's own connect finds that backup current."""
+    result = bench.jobs["cli"].result(timeout=TIMEOUT)
+    assert result["code"] == 0, result["output"]
+    live = bench.station.open_slot("l7x-1")  # the board as `rig serve` left it
+    try:
+        flash = bench.board("l7x-1").flash.view()
+    finally:
+        live.close()
+    mac = sim_mac("l7x-1")
+    [backup] = BackupStore(bench.cfg.backups).list(mac)
+    assert backup.sha256 == hashlib.sha256(flash).hexdigest()
+    assert backup.size == len(flash) and backup.meta["slot"] == "l7x-1"
+    log = result["serve_output"]
+    took = log.index(f"l7x-1: {mac}: took {backup.id}")
+    assert took < log.index("try: esptool")  # at start-up, before serving
+    reused = f"l7x-1: {mac}: verified backup exists and matches the chip (chip MD5): {backup.id}"
+    assert took < log.index(reused) < log.index("client 127.0.0.1:")
+
+
+def test_each_client_gets_the_port_only_once_its_board_is_checked_again(tmp_path):
+    """Between clients the slot is free: the last client, another rig command or the firmware
+    may have changed the flash. A connect re-checks it: ``require`` turns the client away, ``auto``
+    takes a fresh backup before the client gets a byte."""
+    cfg = config.load_station(_station_file(tmp_path, seeded=("l7x-1",)))
+    store = BackupStore(cfg.backups)
+    mac = sim_mac("l7x-1")
+    [seeded] = store.list(mac)
+    log: list[str] = []
+    with LiveStation(cfg) as station:
+        strict = SlotServer(station, "l7x-1", log=log.append, backup_mode="require")
+        try:
+            strict.check()  # the seeded backup matches at start-up
+            board = station.simulated_board("l7x-1")
+            board.flash.program(0xB000, b"ssid=bench-wifi\0")  # settings saved since
+            changed = board.flash.view()
+            strict.start()
+            with socket.create_connection(("127.0.0.1", strict.port), timeout=TIMEOUT) as sock:
+                sock.settimeout(TIMEOUT)
+                assert sock.recv(100) == b""  # closed without a byte of telnet/RFC 2217
+        finally:
+            strict.close()
+        [refused] = [line for line in log if "refused" in line]
+        assert f"changed since its latest backup {seeded.id}" in refused
+        assert "rig dump --slot l7x-1" in refused
+        assert store.list(mac) == [seeded] and board.flash.view() == changed
+        assert not board.contact("power") and not board.contact("io0")
+
+        lenient = SlotServer(station, "l7x-1", log=log.append)  # --backup auto
+        try:
+            lenient.start()
+            client = serial.serial_for_url(client_url(lenient.url), timeout=0.1)
+            try:
+                old, new = store.list(mac)
+                assert old == seeded and new.read() == changed
+            finally:
+                client.close()
+        finally:
+            lenient.close()
+    took = f"l7x-1: {mac}: flash changed since backup {seeded.id}: took {new.id} ("
+    assert [line for line in log if line.startswith(took)], log

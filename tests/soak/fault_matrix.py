@@ -245,8 +245,8 @@ def run_case(kind: str, seed: int, workdir: Path) -> CaseResult:
         session = FlasherSession(slot.board, expected_mac=slot.config.expected_mac)
         try:
             with session:
-                backup, _ = ensure_backup(session, store, "require", {"slot": slot_id})
-                backup_id = backup.id
+                check = ensure_backup(session, store, "require", {"slot": slot_id})
+                backup_id = check.backup.id
                 session.write(IMAGE_OFFSET, image)
                 if session.read(IMAGE_OFFSET, len(image)) != image:
                     raise OperationError(f"{slot_id}: read-back differs from the image")
