@@ -242,8 +242,9 @@ def ensure_backup(
     if mode == "skip":
         return BackupCheck(None, False)
     ident = session.identity
-    chip_md5 = session.md5(0, ident.flash_size)
-    current = current_backup(store, ident.mac, ident.flash_size, chip_md5)
+    size = session.require_flash_size()
+    chip_md5 = session.md5(0, size)
+    current = current_backup(store, ident.mac, size, chip_md5)
     if current is not None:
         return BackupCheck(current, False, chip_md5)
     stale = store.latest(ident.mac)

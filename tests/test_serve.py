@@ -97,7 +97,9 @@ def _station_file(
     flash = vendor_l7x_flash()
     md5 = hashlib.md5(flash).hexdigest()
     for slot in seeded:
-        BackupStore(root / "backups").save(sim_mac(slot), flash, md5, {"seeded_by": "tests"})
+        BackupStore(root / "backups").save(
+            sim_mac(slot), flash, md5, {"seeded_by": "tests"}, flash_size=len(flash)
+        )
     return path
 
 
