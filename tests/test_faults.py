@@ -334,8 +334,13 @@ def seed_l7x1_backup(root: Path) -> dict[str, str]:
     return M.snapshot_backups(root)
 
 
-def rig(tmp_path, *args, trace: Path | None = None, **kwargs) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RIG_", "ESPTOOL_"))}
+def rig(
+    tmp_path, *args, trace: Path | None = None, env: dict | None = None, **kwargs
+) -> subprocess.Popen:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RIG_", "ESPTOOL_"))},
+        **(env or {}),
+    }
     if trace is not None:
         env["RIG_SIM_TRACE"] = str(trace)
     return subprocess.Popen(
@@ -450,6 +455,44 @@ def test_sigterm_mid_write_and_a_second_process_on_the_slot(tmp_path):
         f"{out[:200]!r}"
     )
     assert "unverified" in report["error"] and "rig restore" in report["error"]
+
+
+def test_sigterm_mid_cycle_write_writes_the_report_then_exits_143(tmp_path):
+    """`rig cycle` ends in the same interruption report as the single-step commands."""
+    trace = tmp_path / "trace"
+    station = station_file(tmp_path, "{kind: stall, on: flash, after: 16384, seconds: 60}")
+    seed_l7x1_backup(tmp_path / "backups")  # reused: the cycle goes straight to erase and write
+    args = ("cycle", "--json", "--station", str(station), "--slot", "l7x-1")
+    proc = rig(tmp_path, *args, trace=trace)
+    wait_for(trace, "fault stall", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert contacts_at_end(trace) == {"io0": "open", "power": "open"}, "a relay left energised"
+    assert slot_is_free(tmp_path)
+    report = report_of(out)
+    assert report is not None and report["ok"] is False, f"no report: {out[:200]!r} {err[-300:]!r}"
+    assert report["error"].startswith("terminated by SIGTERM during write; relays released; ")
+    assert "flash partly written: 0x" in report["error"] and "unverified" in report["error"]
+    assert "run `rig restore --slot l7x-1`" in report["error"]
+
+
+def test_sigint_in_rig_demo_writes_the_report(tmp_path):
+    """`rig demo` (always the embedded simulated station: its backups and locks follow HOME and
+    XDG_RUNTIME_DIR) prints the interruption report too."""
+    trace = tmp_path / "trace"
+    home = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    proc = rig(tmp_path, "demo", "--json", trace=trace, env=home)
+    wait_for(trace, "io0 closed", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert contacts_at_end(trace) == {"io0": "open", "power": "open"}, "a relay left energised"
+    report = report_of(out)
+    assert report is not None and report["ok"] is False, f"no report: {out[:200]!r} {err[-300:]!r}"
+    assert report["operation"] == "cycle" and report["slot"] == "l7x-1"
+    assert report["error"].startswith("interrupted (SIGINT) during "), report["error"]
+    assert "relays released" in report["error"]
 
 
 @contextlib.contextmanager
