@@ -576,3 +576,29 @@ def test_unwritable_backups_directory_is_refused_before_the_board_is_touched(tmp
         assert proc.returncode == 2, out + err
         assert "not writable" in err
         assert not trace.exists(), "the board was touched"
+
+
+def test_a_backups_directory_without_hard_links_is_refused_before_the_board_is_touched(
+    tmp_path, monkeypatch, no_hard_links_in
+):
+    """FAT, exFAT and SMB shares have no hard links, which the store needs to never overwrite a
+    backup: found out after a 4 MB dump, the dump would be lost. `rig dump` refuses up front."""
+    from click.testing import CliRunner
+
+    from rig import relays
+    from rig.cli import main
+
+    backups = no_hard_links_in(tmp_path / "fat")
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("RIG_SIM_TRACE", str(trace))  # a simulated board would log here
+    station = station_file(tmp_path, backups=backups)
+    had_net = relays.safety_net_installed()
+    try:
+        result = CliRunner().invoke(main, ["dump", "--station", str(station), "--slot", "l7x-1"])
+    finally:
+        if not had_net:
+            relays.uninstall_safety_net()
+    assert result.exit_code == 2, result.output
+    assert "cannot hold hard links" in result.output and str(backups) in result.output
+    assert not trace.exists(), "the board was touched"
+    assert not [p for p in backups.rglob("*") if p.is_file()]
