@@ -3,9 +3,10 @@
 * the fault API (rig.sim.faults): each fault does what docs/faults.md says, seeded and
   reproducible; the station config's ``faults:`` section reaches the board;
 * a slice of the fault matrix (tests/soak/fault_matrix.py; the full matrix runs in `make soak`);
-* host faults: SIGINT / SIGTERM mid-operation, disk full while dumping, an unwritable backups
-  directory, two processes on one slot - against the real `rig` CLI in a subprocess whose
-  simulated board reports what happened to it through RIG_SIM_TRACE.
+* host faults: SIGINT / SIGTERM mid-operation (`rig cycle` and `rig demo` too), disk full while
+  dumping, an unwritable backups directory or one without hard links, two processes on one
+  slot - against the real `rig` CLI (in a subprocess whose simulated board reports what
+  happened to it through RIG_SIM_TRACE, or in-process where the host fault is patched in).
 
 Each test asserts what the rig must do, with the rig behaviour it requires in the assertion's
 message: a regression fails the suite (there is no conditional ``pytest.xfail`` here, and
