@@ -178,7 +178,6 @@ def run_op(ctx: Context, name: str, as_json: bool, body) -> None:
 
     def work(slot, progress) -> None:
         session = FlasherSession(slot.board, expected_mac=ctx.slot.expected_mac)
-        backup_id = None
         try:
             with session:
                 report.mac = session.identity.mac
@@ -194,7 +193,8 @@ def run_op(ctx: Context, name: str, as_json: bool, body) -> None:
             )
             raise
         except Exception as err:  # the report carries it; exit code 1
-            report.error = explain_failure(err, ctx.slot.id, report.data.get("backup_id"))
+            backup_id = report.data.get("backup_id")
+            report.error = explain_failure(err, ctx.slot.id, backup_id)
 
     run_live(ctx, report, as_json, work)
     finish(report, as_json)
