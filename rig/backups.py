@@ -66,26 +66,43 @@ class BackupStore:
         self.root = Path(root).expanduser()
 
     def check_writable(self) -> None:
-        """Refuse before the board is touched if dumps could not be stored."""
+        """Refuse before the board is touched if dumps could not be stored: the directory must
+        take new files and hard links (:func:`_write_new` links every finished file into place,
+        which fails if the name exists; FAT, exFAT and SMB shares have no hard links, and
+        finding that out after a 4 MB dump would lose the dump)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
-                pass
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            os.close(fd)
         except OSError as err:
             raise BackupError(f"backups directory {self.root} is not writable: {err}") from err
+        try:
+            os.link(probe, f"{probe}.link")
+            os.unlink(f"{probe}.link")
+        except OSError as err:
+            raise BackupError(
+                f"backups directory {self.root} cannot hold hard links ({err.strerror or err}), "
+                "which the store needs to never overwrite a backup (FAT, exFAT and SMB shares "
+                "have none): put the backups on a Linux filesystem such as ext4"
+            ) from err
+        finally:
+            os.unlink(probe)
 
     # -- queries --------------------------------------------------------------------------------
     def list(self, mac: str | None = None) -> list[Backup]:
-        """Verified backups (sidecar present, verified), oldest first."""
-        dirs = [self.root / mac_dir(mac)] if mac else sorted(self.root.glob("*-*-*-*-*-*"))
+        """Verified backups (sidecar present, verified), oldest first; with ``mac``, those whose
+        sidecar says they are of that MAC - wherever they lie (a file copied into another
+        board's folder is still of the board its sidecar names)."""
         found = []
-        for d in dirs:
+        for d in sorted(self.root.glob("*-*-*-*-*-*")):
             for sidecar in sorted(d.glob("*.json")):
                 try:
                     meta = json.loads(sidecar.read_text())
                 except (OSError, ValueError):
                     continue
-                if not meta.get("verified"):
+                if not isinstance(meta, dict) or not meta.get("verified") or "mac" not in meta:
+                    continue
+                if mac is not None and mac_dir(str(meta["mac"])) != mac_dir(mac):
                     continue
                 path = sidecar.with_suffix(".bin")
                 found.append(Backup(f"{d.name}/{path.stem}", meta["mac"], path, meta))
@@ -96,11 +113,20 @@ class BackupStore:
         return intact[-1] if intact else None
 
     def get(self, ident: str) -> Backup:
-        """A backup by id (``<mac>/<stem>``), stem, or sha256 prefix."""
-        for b in self.list():
-            if ident in (b.id, b.path.stem) or b.sha256.startswith(ident.lower()):
-                return b
-        raise BackupError(f"no backup {ident!r} in {self.root}")
+        """A backup by id (``<mac>/<stem>``), stem, or sha256 prefix; a prefix that fits more
+        than one backup is an error naming them (two boards with the same content, e.g. erased
+        ones, share a sha256)."""
+        backups = self.list() if ident else []
+        exact = [b for b in backups if ident in (b.id, b.path.stem)]
+        matches = exact or [b for b in backups if b.sha256.startswith(ident.lower())]
+        if len(matches) > 1:
+            raise BackupError(
+                f"backup {ident!r} is ambiguous in {self.root}: it matches "
+                f"{', '.join(b.id for b in matches)}; give the whole id"
+            )
+        if not matches:
+            raise BackupError(f"no backup {ident!r} in {self.root}")
+        return matches[0]
 
     # -- storing --------------------------------------------------------------------------------
     def save(

@@ -322,8 +322,7 @@ def demo_command(as_json):
     """The whole cycle on a simulated VG-L7X: back up the vendor flash, write the custom
     firmware, verify, boot it, restore the original, verify, boot it."""
     from . import config
-    from .cli_ops import Context, finish, progress_display, resolve
-    from .cycle import run_cycle
+    from .cli_ops import Context, cycle_live, finish, resolve
 
     ctx = Context(None, "l7x", None)
     ctx.station = config.default_station()  # always the simulated station
@@ -337,15 +336,8 @@ def demo_command(as_json):
         f"relays strap IO0 and hold the power button); writing {name}, then restoring the "
         f"vendor firmware. Backups: {store.root}"
     )
-    with progress_display(as_json) as progress, ctx.live_slot() as slot:
-        report = run_cycle(
-            slot,
-            store,
-            images,
-            console_pattern=ctx.board_type.firmware_named(name).console,
-            meta=ctx.meta(),
-            progress=progress,
-        )
+    pattern = ctx.board_type.firmware_named(name).console
+    report = cycle_live(ctx, as_json, store, images, console_pattern=pattern)
     if not as_json:
         for step in report.steps:
             if step.name.startswith("boot check") and step.data.get("console"):

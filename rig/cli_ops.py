@@ -140,25 +140,44 @@ def finish(report, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = False) -> None:
-    """Open the slot and a flasher session, run ``body(report, session, progress)``, report.
+def run_live(ctx: Context, report, as_json: bool, work) -> None:
+    """Run ``work(slot, progress)`` on the open slot (progress bars unless ``as_json``).
 
-    Ctrl-C or SIGTERM still end in a report (after the relays and the lock are released)
-    that says what was interrupted and what state the flash is in; then the signal's exit.
+    Ctrl-C or SIGTERM still end in ``report``, printed once the relays and the lock are released:
+    ``report.error`` says what was interrupted and what state the flash is in (the work fills it
+    in; else the step the signal came in). Then the signal goes on: click's exit for Ctrl-C,
+    128 + signal for SIGTERM/SIGHUP (``Terminated``).
     """
+    from .operations import explain_interruption
+    from .relays import Terminated
+
+    try:
+        with progress_display(as_json) as progress, ctx.live_slot() as slot:
+            work(slot, progress)
+    except (KeyboardInterrupt, Terminated) as stop:
+        report.ok = False
+        report.error = report.error or explain_interruption(stop, report, None, ctx.slot.id, None)
+        with contextlib.suppress(SystemExit):
+            finish(report, as_json)
+        raise
+
+
+def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = False) -> None:
+    """Open the slot and a flasher session, run ``body(report, session, progress)``, report
+    (an interrupted one too: :func:`run_live`)."""
     from .flasher import FlasherSession
+    from .operations import explain_failure, explain_interruption
     from .relays import Terminated
     from .report import Report
 
     report = Report(name, ctx.slot.id)
-    sessions: list[FlasherSession] = []
-    interrupted: BaseException | None = None
-    with progress_display(as_json) as progress, ctx.live_slot() as slot:
+
+    def work(slot, progress) -> None:
+        session = FlasherSession(
+            slot.board, expected_mac=ctx.slot.expected_mac, force_erase=force_erase
+        )
         try:
-            with FlasherSession(
-                slot.board, expected_mac=ctx.slot.expected_mac, force_erase=force_erase
-            ) as session:
-                sessions.append(session)
+            with session:
                 report.mac = session.identity.mac
                 with report.step("identify") as step:
                     step.data = session.identity.as_dict()
@@ -166,32 +185,17 @@ def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = 
                 body(report, session, progress, slot)
             report.ok = True
         except (KeyboardInterrupt, Terminated) as stop:
-            interrupted = stop
-            report.error = interruption(stop, report, sessions, ctx)
+            backup_id = report.data.get("backup_id")
+            report.error = explain_interruption(
+                stop, report, session.writing, ctx.slot.id, backup_id
+            )
+            raise
         except Exception as err:  # the report carries it; exit code 1
-            from .operations import explain_failure
+            backup_id = report.data.get("backup_id")
+            report.error = explain_failure(err, ctx.slot.id, backup_id)
 
-            report.error = explain_failure(err, ctx.slot.id, report.data.get("backup_id"))
-    if interrupted is not None:
-        with contextlib.suppress(SystemExit):
-            finish(report, as_json)
-        raise interrupted
+    run_live(ctx, report, as_json, work)
     finish(report, as_json)
-
-
-def interruption(stop: BaseException, report, sessions, ctx: Context) -> str:
-    from .flasher import describe_ranges
-
-    what = "interrupted (SIGINT)" if isinstance(stop, KeyboardInterrupt) else f"{stop}"
-    step = report.steps[-1].name if report.steps else "connect"
-    text = f"{what} during {step}; relays released"
-    writing = sessions[0].writing if sessions else None
-    if writing is not None:
-        text += f"; flash partly written: {describe_ranges([writing])} unverified"
-        backup_id = report.data.get("backup_id")
-        if backup_id:
-            text += f"; verified backup {backup_id} exists: run `rig restore --slot {ctx.slot.id}`"
-    return text
 
 
 def describe(ident) -> str:
@@ -441,8 +445,6 @@ def cycle_command(
 ):
     """identify -> backup -> erase -> write -> verify -> boot check -> restore -> verify ->
     boot check, each step timed and reported."""
-    from .cycle import run_cycle
-
     ctx = Context(station_path, board_name, slot_id)
     catalog = ctx.board_type.firmware
     if not catalog:
@@ -453,19 +455,32 @@ def cycle_command(
     store = checked_backup_store(ctx.station, backup_mode, force)
     if keep is False and backup_mode == "skip":
         raise BadInput("a cycle without a backup has nothing to restore: use --keep")
-    with progress_display(as_json) as progress, ctx.live_slot() as slot:
-        report = run_cycle(
-            slot,
-            store,
-            images,
-            console_pattern=pattern,
-            keep=keep,
-            backup_mode=backup_mode,
-            meta=ctx.meta(),
-            progress=progress,
-            force=force,
-        )
+    report = cycle_live(
+        ctx,
+        as_json,
+        store,
+        images,
+        console_pattern=pattern,
+        keep=keep,
+        backup_mode=backup_mode,
+        force=force,
+    )
     finish(report, as_json)
+
+
+def cycle_live(ctx: Context, as_json: bool, store, images, **options):
+    """:func:`rig.cycle.run_cycle` on the slot (``options``: its keywords); its report, which
+    a stop signal prints before going on (:func:`run_live`)."""
+    from .cycle import run_cycle
+    from .report import Report
+
+    report = Report("cycle", ctx.slot.id)
+
+    def work(slot, progress) -> None:
+        run_cycle(slot, store, images, meta=ctx.meta(), progress=progress, report=report, **options)
+
+    run_live(ctx, report, as_json, work)
+    return report
 
 
 COMMANDS = [

@@ -557,7 +557,7 @@ class BoardType(_Model):
     serial: SerialFacts
     relays: Annotated[tuple[Role, ...], Field(min_length=1)]
     sequences: Sequences
-    download_retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 3
+    download_retries: Annotated[int, Strict(), Field(ge=1, le=10)] = 3  # download sequence attempts
     boot_timeout: Annotated[Seconds, Field(gt=0, le=300)] = 5.0  # seconds until console matches
     rfc2217: Rfc2217Mapping = Field(default_factory=Rfc2217Mapping)  # `rig serve` DTR/RTS mapping
     firmware: tuple[Firmware, ...] = ()
@@ -903,6 +903,33 @@ class Slot(_Model):
         return self
 
 
+# What identifies the board of a slot, so two slots must not share it: one serial port (or USB
+# serial number) behind two slots' relays would let the rig dump one board and erase another, and
+# one expected MAC in two slots means one of them can never hold the right board.
+_IDENTITY_KEYS = (("port", "port"), ("usb_serial", "USB serial"), ("expected_mac", "MAC"))
+
+
+def _shared_identity(
+    slot: Slot, index: int, owners: dict[tuple[str, str], str]
+) -> list[tuple[DataPath, str]]:
+    """Problems for ``slot``'s port, USB serial and expected MAC already claimed by an earlier
+    slot (``owners``: (key, value) -> slot id, filled here). Simulated slots have no port and no
+    USB serial (None), and None is never a clash."""
+    problems: list[tuple[DataPath, str]] = []
+    for key, label in _IDENTITY_KEYS:
+        value = getattr(slot, key)
+        if value is None:
+            continue
+        if (key, value) not in owners:
+            owners[(key, value)] = slot.id
+            continue
+        claim = "the expected_mac of" if key == "expected_mac" else "used by"
+        problems.append(
+            (("slots", index, key), f"{label} {value} is already {claim} slot {owners[key, value]}")
+        )
+    return problems
+
+
 class Station(_Model):
     """One physical rig (``configs/stations/<name>.yaml``)."""
 
@@ -947,6 +974,7 @@ class Station(_Model):
         problems: list[tuple[DataPath, str]] = []
         ids: dict[str, int] = {}
         pins: dict[Any, tuple[str, str]] = {}
+        owners: dict[tuple[str, str], str] = {}
         for i, slot in enumerate(self.slots):
             if slot.id in ids:
                 problems.append(
@@ -956,6 +984,7 @@ class Station(_Model):
                     )
                 )
             ids.setdefault(slot.id, i)
+            problems += _shared_identity(slot, i, owners)
             if backend == "sim" and slot.simulated is None:
                 problems.append(
                     (

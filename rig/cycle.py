@@ -19,8 +19,10 @@ from .operations import (
     boot_check,
     ensure_backup,
     explain_failure,
+    explain_interruption,
     firmware_in,
 )
+from .relays import Terminated
 from .report import Report
 
 PhaseProgress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -42,18 +44,25 @@ def run_cycle(
     backup_mode: str = "auto",
     meta: dict[str, Any] | None = None,
     progress: PhaseProgress | None = None,
+    report: Report | None = None,
     force: bool = False,
 ) -> Report:
     """Run the whole cycle on an open slot; the report says which step failed and why.
-    ``force``: erase even with flash encryption or secure boot enabled."""
+    ``force``: erase even with flash encryption or secure boot enabled.
+
+    A stop signal (``KeyboardInterrupt``, ``Terminated``) propagates after ``report.error`` says
+    what it interrupted and what state the flash is in: pass ``report`` to print it then.
+    """
     board = slot.board
-    report = Report("cycle", slot.id)
+    report = report if report is not None else Report("cycle", slot.id)
     backup = None
     meta = {"board_type": slot.board_type.name, "slot": slot.id, **(meta or {})}
+    sessions: list[FlasherSession] = []  # the last one is the one a stop can cut short
     try:
-        with FlasherSession(
-            board, expected_mac=slot.config.expected_mac, force_erase=force
-        ) as session:
+        sessions.append(
+            FlasherSession(board, expected_mac=slot.config.expected_mac, force_erase=force)
+        )
+        with sessions[-1] as session:
             with report.step("identify") as step:
                 ident = session.identity
                 report.mac = ident.mac
@@ -94,17 +103,24 @@ def run_cycle(
                 raise OperationError(f"console never showed {console_pattern!r}")
             step.detail = f"console matched {console_pattern!r}"
         if not keep and backup is not None:
-            _restore(report, slot, store, backup, ident.mac, progress)
+            sessions.append(FlasherSession(board, expected_mac=ident.mac))
+            _restore(report, slot, sessions[-1], backup, progress)
         report.ok = True
+    except (KeyboardInterrupt, Terminated) as stop:
+        writing = sessions[-1].writing if sessions else None
+        backup_id = backup.id if backup else None
+        report.error = explain_interruption(stop, report, writing, slot.id, backup_id)
+        raise
     except Exception as err:
         report.error = explain_failure(err, slot.id, backup.id if backup else None)
     return report
 
 
-def _restore(report: Report, slot: Any, store, backup, mac: str, progress) -> None:
+def _restore(report: Report, slot: Any, session: FlasherSession, backup, progress) -> None:
+    """Write ``backup`` back through ``session`` (not yet connected), verify it, boot it."""
     board = slot.board
     data = backup.read()
-    with FlasherSession(board, expected_mac=mac) as session:
+    with session:
         with report.step("restore") as step:
             stats = session.write(0, data, _progress(progress, "restore"))
             step.data = {

@@ -269,11 +269,36 @@ def explain_failure(err: Exception, slot_id: str, backup_id: str | None) -> str:
 
     text = str(err)
     if isinstance(err, PartialWrite):
-        if backup_id is not None:
-            text += f"; verified backup {backup_id} exists: run `rig restore --slot {slot_id}`"
-        else:
-            text += "; no backup of this board was taken"
+        text += _way_back(slot_id, backup_id)
     return text
+
+
+def explain_interruption(
+    stop: BaseException,
+    report: Any,
+    writing: tuple[int, int] | None,
+    slot_id: str,
+    backup_id: str | None,
+) -> str:
+    """What a stop signal (Ctrl-C: ``KeyboardInterrupt``; SIGTERM/SIGHUP: ``Terminated``)
+    interrupted - the report's last step - and, if a write was cut short (``writing``: the
+    session's range not yet verified), the unverified range and the way back. Said once the
+    ``with`` blocks have released the relays, which is why the text can say so."""
+    from .flasher import describe_ranges
+
+    what = "interrupted (SIGINT)" if isinstance(stop, KeyboardInterrupt) else str(stop)
+    step = report.steps[-1].name if report.steps else "connect"
+    text = f"{what} during {step}; relays released"
+    if writing is not None:
+        text += f"; flash partly written: {describe_ranges([writing])} unverified"
+        text += _way_back(slot_id, backup_id)
+    return text
+
+
+def _way_back(slot_id: str, backup_id: str | None) -> str:
+    if backup_id is None:
+        return "; no backup of this board was taken"
+    return f"; verified backup {backup_id} exists: run `rig restore --slot {slot_id}`"
 
 
 # -- boot check -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -41,6 +42,25 @@ def make_board():
         board.close()
     faults = [fault for board in boards for fault in board.faults]
     assert not faults, "simulator internal errors:\n" + "\n".join(faults)
+
+
+@pytest.fixture
+def no_hard_links_in(monkeypatch):
+    """``no_hard_links_in(root)``: from now on ``os.link`` fails with EPERM for paths under
+    ``root``, as on FAT, exFAT or an SMB share; returns ``root``."""
+
+    def refuse(root):
+        real_link = os.link
+
+        def link(src, dst, *args, **kwargs):
+            if str(root) in os.fspath(dst):
+                raise OSError(errno.EPERM, "Operation not permitted", os.fspath(dst))
+            return real_link(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "link", link)
+        return root
+
+    return refuse
 
 
 @pytest.fixture

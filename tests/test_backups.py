@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -93,3 +94,46 @@ def test_unwritable_store_is_refused_up_front(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(BackupError, match="not writable"):
         BackupStore(blocker / "backups").check_writable()
+
+
+def test_a_store_without_hard_links_is_refused_up_front(tmp_path, no_hard_links_in):
+    """Backups are linked into place (never overwriting one): without hard links every dump
+    would fail only after it was read, so the store refuses at once, naming why."""
+    root = no_hard_links_in(tmp_path / "fat")
+    with pytest.raises(BackupError, match="cannot hold hard links") as err:
+        BackupStore(root).check_writable()
+    assert str(root) in str(err.value) and "Operation not permitted" in str(err.value)
+    assert not [p for p in root.rglob("*")], "the probe was left behind"
+    BackupStore(tmp_path / "linux").check_writable()  # elsewhere links work
+
+
+def test_latest_trusts_the_sidecar_mac_not_the_folder(tmp_path):
+    store = BackupStore(tmp_path)
+    other = store.save(
+        "24:0a:c4:ab:cd:ef", b"other board", hashlib.md5(b"other board").hexdigest(), {}
+    )
+    folder = tmp_path / "24-0a-c4-12-34-56"  # this board's folder, holding no backup of it
+    folder.mkdir()
+    for suffix in (".bin", ".json"):
+        shutil.copyfile(
+            other.path.with_suffix(suffix), folder / other.path.with_suffix(suffix).name
+        )
+    assert store.latest(MAC) is None
+    assert [b.mac for b in store.list(MAC)] == []
+    mine = save(store)
+    assert store.latest(MAC).id == mine.id
+    assert {b.mac for b in store.list("24:0A:C4:AB:CD:EF")} == {"24:0a:c4:ab:cd:ef"}
+
+
+def test_an_ambiguous_id_prefix_names_the_candidates(tmp_path):
+    store = BackupStore(tmp_path)
+    data = b"the same flash content on two boards"
+    md5 = hashlib.md5(data).hexdigest()
+    first = store.save(MAC, data, md5, {})
+    second = store.save("24:0a:c4:ab:cd:ef", data, md5, {})
+    with pytest.raises(BackupError, match="ambiguous") as err:
+        store.get(first.sha256[:8])
+    assert first.id in str(err.value) and second.id in str(err.value)
+    assert store.get(first.id) == first and store.get(second.path.stem) == second
+    with pytest.raises(BackupError, match="no backup"):
+        store.get("")

@@ -317,6 +317,47 @@ def test_gpiod_line_name_and_bcm_number_are_the_same_pin(station_file):
     assert error.message == "pin GPIO17 is already used by io0 of slot a-1"
 
 
+def test_a_port_or_usb_serial_in_two_slots_is_an_error_at_the_second(station_file):
+    """Two slots on one serial port (or one USB serial number) would drive two boards' relays
+    while talking to one chip: the rig could dump one board and erase the other."""
+    third = (
+        "  - id: a-3\n    board: l7x\n    {key}: {value}\n"
+        "    relays: {{io0: {{pin: 5}}, power: {{pin: 6}}}}\n"
+    )
+    text = STATION + third.format(key="port", value="/dev/ttyUSB0")
+    error = only_error(station_file(text), line_of(text, "port: /dev/ttyUSB0", 2))
+    assert error.where == "slots[2].port"
+    assert error.message == "port /dev/ttyUSB0 is already used by slot a-1"
+    text = STATION + third.format(key="usb_serial", value='"0001"')
+    error = only_error(station_file(text), line_of(text, 'usb_serial: "0001"', 2))
+    assert error.where == "slots[2].usb_serial"
+    assert error.message == "USB serial 0001 is already used by slot a-2"
+
+
+def test_the_same_expected_mac_in_two_slots_is_an_error_at_the_second(station_file):
+    mac_1, mac_2 = "    expected_mac: 24:0a:c4:12:34:56\n", "    expected_mac: 24-0A-C4-12-34-56\n"
+    text = STATION.replace("    port: /dev/ttyUSB0\n", "    port: /dev/ttyUSB0\n" + mac_1)
+    text = text.replace('    usb_serial: "0001"\n', '    usb_serial: "0001"\n' + mac_2)
+    error = only_error(station_file(text), line_of(text, "expected_mac: 24-0A"))
+    assert error.where == "slots[1].expected_mac"
+    assert error.message == "MAC 24:0a:c4:12:34:56 is already the expected_mac of slot a-1"
+
+
+def test_simulated_slots_without_a_port_are_not_duplicates():
+    station = default_station()  # four simulated slots, none with a port or a USB serial
+    assert len(station.slots) > 1 and all(s.port is s.usb_serial is None for s in station.slots)
+
+
+def test_download_retries_must_be_at_least_one(board_file):
+    """0 would mean no attempt at all: the download sequence would never be played."""
+    text = BOARD.replace("relays: [io0, power]\n", "relays: [io0, power]\ndownload_retries: 0\n")
+    error = only_error(board_file(text), line_of(text, "download_retries"))
+    assert error.where == "download_retries"
+    assert error.message.startswith("Input should be greater than or equal to 1")
+    text = BOARD.replace("relays: [io0, power]\n", "relays: [io0, power]\ndownload_retries: 1\n")
+    assert load_board(board_file(text)).download_retries == 1
+
+
 def test_negative_wait(board_file):
     text = BOARD.replace("{wait: 0.3}", "{wait: -0.3}")
     error = only_error(board_file(text), line_of(text, "wait: -0.3"))

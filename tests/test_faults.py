@@ -3,12 +3,14 @@
 * the fault API (rig.sim.faults): each fault does what docs/faults.md says, seeded and
   reproducible; the station config's ``faults:`` section reaches the board;
 * a slice of the fault matrix (tests/soak/fault_matrix.py; the full matrix runs in `make soak`);
-* host faults: SIGINT / SIGTERM mid-operation, disk full while dumping, an unwritable backups
-  directory, two processes on one slot - against the real `rig` CLI in a subprocess whose
-  simulated board reports what happened to it through RIG_SIM_TRACE.
+* host faults: SIGINT / SIGTERM mid-operation (`rig cycle` and `rig demo` too), disk full while
+  dumping, an unwritable backups directory or one without hard links, two processes on one
+  slot - against the real `rig` CLI (in a subprocess whose simulated board reports what
+  happened to it through RIG_SIM_TRACE, or in-process where the host fault is patched in).
 
-Tests that show a change the rig still needs (outside the simulator) end in ``pytest.xfail``
-with the change named; they pass once the rig does it.
+Each test asserts what the rig must do, with the rig behaviour it requires in the assertion's
+message: a regression fails the suite (there is no conditional ``pytest.xfail`` here, and
+``xfail_strict`` is on for the project).
 """
 
 from __future__ import annotations
@@ -248,12 +250,10 @@ def test_real_slots_wait_for_a_replugged_port(tmp_path, monkeypatch):
     monkeypatch.setattr(LiveStation, "_pin_factory", lambda self: MockPinFactory())
     with LiveStation(cfg) as st:
         port = st.open_slot(cfg.slots[0].id).board.port
-    if port.reappear <= 0:
-        pytest.xfail(
-            "rig change needed (rig/station.py open_slot, real parts): build the port as "
-            "PortSpec(slot_cfg.port, slot_cfg.usb_serial, reappear=5.0) so a re-enumerating "
-            "by-id path / USB serial number is waited for instead of failing the reconnect"
-        )
+    assert port.reappear > 0, (
+        "rig/station.py open_slot must build a real slot's port with PortSpec(..., reappear=N) "
+        "so a re-enumerating by-id path / USB serial number is waited for, not a failed reconnect"
+    )
 
 
 # -- the fault matrix, a slice --------------------------------------------------------------------
@@ -280,14 +280,11 @@ def test_bad_sector_fails_cleanly_naming_the_range_and_the_backup(tmp_path, reco
     assert "verified backup" in result.error and "rig restore --slot l7x-1" in result.error
     # Every reconnect worked and every retry failed on the same sector: that is not the link, it
     # is the flash, and `rig restore` will fail at the same place. The error should say so.
-    if not any(w in result.error.lower() for w in ("bad sector", "does not keep", "worn")):
-        pytest.xfail(
-            "rig change needed (rig/flasher.py FlasherSession.write): when every retry fails to "
-            "verify the same range although the reconnects succeed, name it as a flash defect "
-            "('sector 0x...: the flash does not keep what is programmed (bad/worn sector); a "
-            "restore will fail there too') instead of only pointing at `rig restore`; the error "
-            f"was {result.error!r}"
-        )
+    assert any(w in result.error.lower() for w in ("bad sector", "does not keep", "worn")), (
+        "when every retry fails to verify the same range although the reconnects succeed, the "
+        "rig (rig/flasher.py FlasherSession.write) must name it as a flash defect, not only "
+        f"point at `rig restore`; the error was {result.error!r}"
+    )
 
 
 def test_a_chip_hanging_after_as_many_resets_as_download_retries_is_still_reached(tmp_path):
@@ -296,12 +293,11 @@ def test_a_chip_hanging_after_as_many_resets_as_download_retries_is_still_reache
     result = M.run_case("connect_hang", 4, tmp_path)  # devkitc-1, fail_connects 3
     assert result.fault == {"fail_connects": 3}
     assert not result.violations, result.violations
-    if result.outcome != "recovered":
-        pytest.xfail(
-            "rig change needed (rig/flasher.py FlasherSession.connect/__enter__): retry the "
-            "connect like any other step (backoff, up to `retries` more rounds of the download "
-            f"sequence) before giving up; got {result.error!r}"
-        )
+    assert result.outcome == "recovered", (
+        "the rig (rig/flasher.py FlasherSession.connect) must retry the first connect like any "
+        "other step (backoff, more rounds of the download sequence) before giving up; got "
+        f"{result.outcome}: {result.error!r}"
+    )
 
 
 def test_a_port_that_never_comes_back_is_named_in_the_final_error(sim_station_config):
@@ -321,12 +317,11 @@ def test_a_port_that_never_comes_back_is_named_in_the_final_error(sim_station_co
     text = str(err.value)
     assert text.startswith("l7x-1: ")
     assert any("cannot open serial port" in r for r in session.recoveries)
-    if "cannot open serial port" not in text and "unplugged" not in text:
-        pytest.xfail(
-            "rig change needed (rig/flasher.py FlasherSession._recovering and write): when the "
-            "reconnect failed, the next attempt fails with 'not connected', which hides why; "
-            "raise (or chain) the last reconnect error instead. The error was " + repr(text)
-        )
+    assert "cannot open serial port" in text or "unplugged" in text, (
+        "when the reconnect failed, the final error must carry the last reconnect error (not "
+        "'not connected', which hides why: rig/flasher.py FlasherSession._recovering); the "
+        "error was " + repr(text)
+    )
 
 
 # -- host faults ----------------------------------------------------------------------------------
@@ -359,8 +354,13 @@ def seed_l7x1_backup(root: Path) -> dict[str, str]:
     return M.snapshot_backups(root)
 
 
-def rig(tmp_path, *args, trace: Path | None = None, **kwargs) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RIG_", "ESPTOOL_"))}
+def rig(
+    tmp_path, *args, trace: Path | None = None, env: dict | None = None, **kwargs
+) -> subprocess.Popen:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RIG_", "ESPTOOL_"))},
+        **(env or {}),
+    }
     if trace is not None:
         env["RIG_SIM_TRACE"] = str(trace)
     return subprocess.Popen(
@@ -436,12 +436,11 @@ def test_sigint_mid_dump_releases_everything_and_leaves_no_backup(tmp_path):
     backups = tmp_path / "backups"
     assert not [p for p in backups.rglob("*") if p.is_file()], "something looks like a backup"
     report = report_of(out)
-    if report is None or report.get("ok") is not False or not report.get("error"):
-        pytest.xfail(
-            "rig change needed (rig/cli_ops.py run_op): on KeyboardInterrupt/Terminated, write "
-            f"the report (ok: false, error naming the interruption) before exiting; got "
-            f"rc={proc.returncode}, stdout={out[:200]!r}, stderr={err[-200:]!r}"
-        )
+    assert report is not None and report.get("ok") is False and report.get("error"), (
+        "on SIGINT the rig (rig/cli_ops.py run_op) must write the report (ok: false, the error "
+        f"naming the interruption) before exiting; got rc={proc.returncode}, "
+        f"stdout={out[:200]!r}, stderr={err[-200:]!r}"
+    )
     assert "interrupt" in report["error"].lower()
 
 
@@ -469,14 +468,51 @@ def test_sigterm_mid_write_and_a_second_process_on_the_slot(tmp_path):
     assert slot_is_free(tmp_path)
     assert not M.check_backups(tmp_path / "backups", before)
     report = report_of(out)
-    if report is None or report.get("ok") is not False:
-        pytest.xfail(
-            "rig change needed (rig/cli_ops.py run_op): on SIGTERM mid-write, write the report "
-            "(ok: false, 'terminated during write ...; flash partly written: <ranges> "
-            "unverified; verified backup <id> exists: run `rig restore --slot l7x-1`') before "
-            f"exiting 143; stdout was {out[:200]!r}"
-        )
+    assert report is not None and report.get("ok") is False, (
+        "on SIGTERM mid-write the rig (rig/cli_ops.py run_op) must write the report (ok: false, "
+        "'terminated ... during write ...; flash partly written: <ranges> unverified; verified "
+        f"backup <id> exists: run `rig restore --slot l7x-1`') before exiting 143; stdout was "
+        f"{out[:200]!r}"
+    )
     assert "unverified" in report["error"] and "rig restore" in report["error"]
+
+
+def test_sigterm_mid_cycle_write_writes_the_report_then_exits_143(tmp_path):
+    """`rig cycle` ends in the same interruption report as the single-step commands."""
+    trace = tmp_path / "trace"
+    station = station_file(tmp_path, "{kind: stall, on: flash, after: 16384, seconds: 60}")
+    seed_l7x1_backup(tmp_path / "backups")  # reused: the cycle goes straight to erase and write
+    args = ("cycle", "--json", "--station", str(station), "--slot", "l7x-1")
+    proc = rig(tmp_path, *args, trace=trace)
+    wait_for(trace, "fault stall", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert contacts_at_end(trace) == {"io0": "open", "power": "open"}, "a relay left energised"
+    assert slot_is_free(tmp_path)
+    report = report_of(out)
+    assert report is not None and report["ok"] is False, f"no report: {out[:200]!r} {err[-300:]!r}"
+    assert report["error"].startswith("terminated by SIGTERM during write; relays released; ")
+    assert "flash partly written: 0x" in report["error"] and "unverified" in report["error"]
+    assert "run `rig restore --slot l7x-1`" in report["error"]
+
+
+def test_sigint_in_rig_demo_writes_the_report(tmp_path):
+    """`rig demo` (always the embedded simulated station: its backups and locks follow HOME and
+    XDG_RUNTIME_DIR) prints the interruption report too."""
+    trace = tmp_path / "trace"
+    home = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    proc = rig(tmp_path, "demo", "--json", trace=trace, env=home)
+    wait_for(trace, "io0 closed", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert contacts_at_end(trace) == {"io0": "open", "power": "open"}, "a relay left energised"
+    report = report_of(out)
+    assert report is not None and report["ok"] is False, f"no report: {out[:200]!r} {err[-300:]!r}"
+    assert report["operation"] == "cycle" and report["slot"] == "l7x-1"
+    assert report["error"].startswith("interrupted (SIGINT) during "), report["error"]
+    assert "relays released" in report["error"]
 
 
 @contextlib.contextmanager
@@ -542,12 +578,10 @@ def test_disk_full_while_dumping_stores_nothing(tmp_path, monkeypatch):
         assert slot_is_free(tmp_path)
         assert report is not None and report["ok"] is False
         assert "No space left on device" in report["error"]
-        if str(backups) not in report["error"] or "not stored" not in report["error"]:
-            pytest.xfail(
-                "rig change needed (rig/backups.py BackupStore.save or operations.take_backup): "
-                "an OSError while storing a dump should become BackupError 'dump of <mac> not "
-                f"stored in <backups dir>: <reason>'; the error was {report['error']!r}"
-            )
+        assert str(backups) in report["error"] and "not stored" in report["error"], (
+            "an OSError while storing a dump must become the rig's BackupError 'dump of <mac> "
+            f"not stored in <backups dir>: <reason>'; the error was {report['error']!r}"
+        )
 
 
 def test_unwritable_backups_directory_is_refused_before_the_board_is_touched(tmp_path):
@@ -562,3 +596,29 @@ def test_unwritable_backups_directory_is_refused_before_the_board_is_touched(tmp
         assert proc.returncode == 2, out + err
         assert "not writable" in err
         assert not trace.exists(), "the board was touched"
+
+
+def test_a_backups_directory_without_hard_links_is_refused_before_the_board_is_touched(
+    tmp_path, monkeypatch, no_hard_links_in
+):
+    """FAT, exFAT and SMB shares have no hard links, which the store needs to never overwrite a
+    backup: found out after a 4 MB dump, the dump would be lost. `rig dump` refuses up front."""
+    from click.testing import CliRunner
+
+    from rig import relays
+    from rig.cli import main
+
+    backups = no_hard_links_in(tmp_path / "fat")
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("RIG_SIM_TRACE", str(trace))  # a simulated board would log here
+    station = station_file(tmp_path, backups=backups)
+    had_net = relays.safety_net_installed()
+    try:
+        result = CliRunner().invoke(main, ["dump", "--station", str(station), "--slot", "l7x-1"])
+    finally:
+        if not had_net:
+            relays.uninstall_safety_net()
+    assert result.exit_code == 2, result.output
+    assert "cannot hold hard links" in result.output and str(backups) in result.output
+    assert not trace.exists(), "the board was touched"
+    assert not [p for p in backups.rglob("*") if p.is_file()]
