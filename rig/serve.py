@@ -52,7 +52,7 @@ from serial.rfc2217 import IAC, M_NORMAL, PortManager
 
 from .backups import BackupStore
 from .board import DownloadModeError
-from .flasher import FlasherError, FlasherSession
+from .flasher import FlasherError, FlasherSession, Refused
 from .locks import SlotBusy
 from .operations import BackupCheck, OperationError, ensure_backup
 from .ports import PortNotFound
@@ -72,14 +72,6 @@ _DESCRIBE = {
     "bootloader": "EN let go with IO0 low (bootloader reset)",
     "hard_reset": "EN let go with IO0 high (hard reset)",
 }
-
-
-# esptool logs through one process-wide logger, which a flasher session swaps for its own while
-# it runs (rig.esplog.captured); two sessions overlapping in threads would swap each other's lines
-# and could leave a stale logger installed. The servers of one `rig serve` process share it, so
-# their checks take turns (a client whose check waits longer than pyserial's 3 s needs
-# ``?timeout=`` in its URL, docs/remote.md).
-_ONE_FLASHER_SESSION = threading.Lock()
 
 
 class ServeError(RuntimeError):
@@ -344,13 +336,10 @@ class SlotServer:
         """
         t0 = time.monotonic()
         try:
-            with (
-                _ONE_FLASHER_SESSION,
-                FlasherSession(live.board, expected_mac=live.config.expected_mac) as session,
-            ):
+            with FlasherSession(live.board, expected_mac=live.config.expected_mac) as session:
                 check = ensure_backup(session, self.store, self.backup_mode, self._meta())
                 mac = session.identity.mac
-        except (FlasherError, DownloadModeError, OperationError) as err:
+        except (FlasherError, Refused, DownloadModeError, OperationError) as err:
             reason = str(err).removeprefix(f"{self.slot_id}: ")
             raise ServeError(f"{self.slot_id}: not served: {reason}") from err
         finally:

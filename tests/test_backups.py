@@ -109,8 +109,9 @@ def test_a_store_without_hard_links_is_refused_up_front(tmp_path, no_hard_links_
 
 def test_latest_trusts_the_sidecar_mac_not_the_folder(tmp_path):
     store = BackupStore(tmp_path)
+    data = b"other board"
     other = store.save(
-        "24:0a:c4:ab:cd:ef", b"other board", hashlib.md5(b"other board").hexdigest(), {}
+        "24:0a:c4:ab:cd:ef", data, hashlib.md5(data).hexdigest(), {}, flash_size=len(data)
     )
     folder = tmp_path / "24-0a-c4-12-34-56"  # this board's folder, holding no backup of it
     folder.mkdir()
@@ -129,8 +130,8 @@ def test_an_ambiguous_id_prefix_names_the_candidates(tmp_path):
     store = BackupStore(tmp_path)
     data = b"the same flash content on two boards"
     md5 = hashlib.md5(data).hexdigest()
-    first = store.save(MAC, data, md5, {})
-    second = store.save("24:0a:c4:ab:cd:ef", data, md5, {})
+    first = store.save(MAC, data, md5, {}, flash_size=len(data))
+    second = store.save("24:0a:c4:ab:cd:ef", data, md5, {}, flash_size=len(data))
     with pytest.raises(BackupError, match="ambiguous") as err:
         store.get(first.sha256[:8])
     assert first.id in str(err.value) and second.id in str(err.value)

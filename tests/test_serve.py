@@ -74,17 +74,22 @@ def sim_mac(slot: str) -> str:
 
 
 def _station_file(
-    root: Path, seeded: tuple[str, ...] = SLOT_IDS, expected_mac: dict[str, str] | None = None
+    root: Path,
+    seeded: tuple[str, ...] = SLOT_IDS,
+    expected_mac: dict[str, str] | None = None,
+    simulated: dict[str, str] | None = None,
 ) -> Path:
     """Simulated L7X slots; the ``seeded`` ones already have a verified backup of their flash
-    (stored without a dump), so serving them only checks it: identify + the chip's MD5."""
+    (stored without a dump), so serving them only checks it: identify + the chip's MD5.
+    ``simulated``: more settings of a slot's simulated board (YAML flow text)."""
     (root / "boards").mkdir()
     (root / "boards" / "l7x-quick.yaml").write_text(BOARD_QUICK)
     (root / "stations").mkdir()
     pinned = expected_mac or {}
+    extra = {sid: f", {text}" for sid, text in (simulated or {}).items()}
     slots = "\n".join(
         f"  - {{id: {sid}, board: {board}, relays: {{io0: {{pin: {io0}}}, power: {{pin: {pwr}}}}},"
-        f" simulated: {{variant: l7x}}"
+        f" simulated: {{variant: l7x{extra.get(sid, '')}}}"
         + (f", expected_mac: {pinned[sid]}" if sid in pinned else "")
         + "}"
         for sid, board, io0, pwr in SLOTS
@@ -483,22 +488,30 @@ def test_disconnect_mid_write_releases_relays_and_lock(bench):
 
 # -- what is checked before a client can touch a board ---------------------------------------
 @pytest.mark.parametrize(
-    ("seeded", "pinned", "args", "message"),
+    ("seeded", "pinned", "sim", "args", "message"),
     [
         (
             SLOT_IDS,
             {"l7x-2": "24:0a:c4:99:99:99"},
+            {},
             ["--slot", "l7x-1", "--slot", "l7x-2"],
             f"has MAC {sim_mac('l7x-2')}, expected 24:0a:c4:99:99:99 - refusing to touch it",
         ),
-        ((), {}, ["--slot", "l7x-2", "--backup", "require"], "no verified backup of"),
+        ((), {}, {}, ["--slot", "l7x-2", "--backup", "require"], "no verified backup of"),
+        (
+            (),
+            {},
+            {"l7x-2": "flash_id: 0x1140EF"},  # a capacity byte esptool's tables do not know
+            ["--slot", "l7x-2"],
+            "flash size is unknown",
+        ),
     ],
-    ids=["wrong-mac", "require-without-backup"],
+    ids=["wrong-mac", "require-without-backup", "unknown-flash-size"],
 )
 def test_serve_refuses_to_serve_a_board_it_cannot_vouch_for(
-    tmp_path, seeded, pinned, args, message
+    tmp_path, seeded, pinned, sim, args, message
 ):
-    station = _station_file(tmp_path, seeded, pinned)
+    station = _station_file(tmp_path, seeded, pinned, sim)
     proc, first = _serve("--station", str(station), *args, "--port", "0")
     if first:  # served anyway: stop it
         proc.send_signal(signal.SIGTERM)
