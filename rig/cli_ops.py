@@ -385,8 +385,12 @@ def restore_command(station_path, board_name, slot_id, as_json, backup_id):
         if backup.mac != mac:
             raise OperationError(f"backup {backup.id} is of {backup.mac}, this board is {mac}")
         data = backup.read()
-        if len(data) > session.require_flash_size():
-            raise OperationError(f"backup {backup.id} is larger than this board's flash")
+        size = session.require_flash_size()
+        if len(data) != size:  # a store written by an older rig may hold a partial "backup"
+            raise OperationError(
+                f"backup {backup.id} holds {len(data)} bytes, the flash has {size}: it is not the "
+                "whole flash, so restoring it would leave the rest as it is now - refusing"
+            )
         with report.step("restore") as step:
             stats = session.write(0, data, phase(progress, "restore"))
             step.data = {

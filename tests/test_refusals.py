@@ -222,3 +222,28 @@ def test_stock_esptool_reads_the_same_security_state(make_board):
     assert erase.returncode != 0
     assert "Active security features detected" in erase.stdout + erase.stderr
     assert board.flash.view() == VENDOR
+
+
+@pytest.mark.parametrize("size", [0, 0x200000], ids=["empty", "half"])
+def test_restore_refuses_a_stored_backup_that_is_not_the_whole_flash(bench, tmp_path, size):
+    """The store refuses such a dump now, but a store written by an older rig may hold one (a
+    0-byte "verified backup" of an unknown-size flash): a restore of it would write nothing, or
+    half the flash, and report success."""
+    run = bench()
+    data = VENDOR[:size]
+    directory = tmp_path / "backups" / MAC.replace(":", "-")
+    directory.mkdir(parents=True)
+    stem = f"20260101T000000.000000Z-{hashlib.sha256(data).hexdigest()[:12]}"
+    (directory / f"{stem}.bin").write_bytes(data)
+    meta = {
+        "mac": MAC,
+        "size": size,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "md5": hashlib.md5(data).hexdigest(),
+        "created": "2026-01-01T00:00:00+00:00",
+        "verified": True,
+    }
+    (directory / f"{stem}.json").write_text(json.dumps(meta))
+    error = failed(run("restore", "--slot", SLOT, "--json"))
+    assert f"{size} bytes" in error and "not the whole" in error, error
+    assert run.flash() == VENDOR
