@@ -29,9 +29,11 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
 
+# ruff, then the import contracts of pyproject.toml (the layers; who may import the simulator).
 lint: $(STAMP)
 	$(BIN)/ruff check rig tests bench conftest.py
 	$(BIN)/ruff format --check rig tests bench conftest.py
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
