@@ -50,21 +50,21 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from esptool.util import FatalError
 
-from . import config
+from . import config, signals
 from .backups import BackupStore
 from .board import DownloadModeError
 from .flasher import FlashDefect, FlasherError, FlasherSession, PartialWrite, WrongBoard
-from .locks import SlotBusy
+from .hardware.locks import SlotBusy
+from .hardware.safety import install_safety_net
 from .operations import (
     BackupCheck,
     BadInput,
@@ -77,8 +77,8 @@ from .operations import (
     resolve_images,
 )
 from .quarantine import QuarantineEntry, StateError, StationState, utc_now
-from .relays import Terminated, install_safety_net
 from .report import Report
+from .signals import Terminated
 
 __all__ = [
     "GRACE",
@@ -103,9 +103,6 @@ RESULTS = (OK, FAILED, QUARANTINED, STOPPED, NOT_STARTED, SKIPPED)
 GRACE = 30.0  # seconds after a stop request before the workers are sent SIGTERM
 KILL_AFTER = 10.0  # seconds after that before a worker that still runs is killed
 MAX_BACKOFF = 60.0
-_STOP_SIGNALS = tuple(
-    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None
-)
 PROGRESS_INTERVAL = 0.1  # seconds between progress events of one worker
 CONSOLE_TAIL = 400  # characters of the boot console kept in the report
 
@@ -601,7 +598,7 @@ def flash_board(job: Job, emit: Callable[..., None], stop: Any = None) -> BoardR
         run.run()
     except BaseException as err:  # judged below, with further signals held back
         outcome = err
-    with _signals_deferred():
+    with signals.deferred():
         _judge(outcome, result, run, log)
         if slot is not None:
             result.relays_before_release = {r.role: r.is_closed for r in slot.relays}
@@ -662,40 +659,6 @@ def _judge(outcome: BaseException | None, result: BoardResult, run, log) -> None
         result.result = FAILED
         result.error = f"{type(outcome).__name__}: {outcome}"
         log("".join(traceback.format_exception(outcome)))
-
-
-@contextlib.contextmanager
-def _stop_signals_routed(handler: Callable[[int], None]) -> Iterator[dict[int, Any]]:
-    """Route SIGINT/SIGTERM/SIGHUP to ``handler(signum)`` for the block (main thread only: Python
-    delivers signals there), then put the previous handlers back. Yields those handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield {}
-        return
-    previous = {s: signal.signal(s, lambda n, _f: handler(n)) for s in _STOP_SIGNALS}
-    try:
-        yield previous
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old if old is not None else signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP back (main thread) while a slot is closed and its result
-    written: a second signal must not cut that short. A signal that came meanwhile is handed
-    to the previous handler afterwards."""
-    pending: list[int] = []
-    previous: dict[int, Any] = {}
-    try:
-        with _stop_signals_routed(pending.append) as previous:
-            yield
-    finally:
-        for signum in dict.fromkeys(pending):
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
 
 
 def _dead_worker_result(
@@ -779,9 +742,8 @@ def _states(states: dict[str, bool]) -> str:
 
 def _worker_main(job: Job, events: Any, stop_event: Any) -> None:
     """Entry point of a worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C hits the process group; parent decides
-    install_safety_net()  # SIGTERM/SIGHUP -> Terminated (unwind, relays released); atexit
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals.ignore(signal.SIGINT)  # Ctrl-C hits the process group; the parent decides
+    install_safety_net(signals.TERMINATING)  # SIGTERM/SIGHUP -> Terminated (unwind); atexit
     handler = logging.FileHandler(Path(job.run_dir) / f"{job.slot_id}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     logging.getLogger("rig").addHandler(handler)
@@ -820,7 +782,7 @@ class BatchControl:
 
 def _signals_to(control: BatchControl):
     """SIGINT/SIGTERM/SIGHUP become stop requests for the run."""
-    return _stop_signals_routed(control.request_stop)
+    return signals.routed(control.request_stop)
 
 
 def _mp_context():

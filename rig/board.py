@@ -19,7 +19,7 @@ from typing import Any
 import serial
 
 from .clock import SYSTEM, Clock
-from .ports import PortNotFound, PortSpec
+from .hardware.ports import PortNotFound, PortSpec
 from .sequences import RelayLike, run_sequence
 
 DOWNLOAD_BANNER = re.compile(rb"boot:0x[0-9a-fA-F]+ \(DOWNLOAD_BOOT|waiting for download")

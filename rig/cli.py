@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from . import __version__
+from . import __version__, signals
 from .cli_batch import COMMANDS as BATCH_COMMANDS
 from .cli_common import (
     BadInput,
@@ -116,8 +116,8 @@ def stations_command(station_path, as_json):
 def relay_command(station_path, slot_id, release_all, ms, role, action):
     """Switch one relay: ROLE on|off|pulse. `on` holds until Ctrl-C (relays never stay on
     after the rig exits); `--release-all` de-energises everything (CI post-steps, boot)."""
-    from .locks import SlotBusy
-    from .relays import install_safety_net
+    from .hardware.locks import SlotBusy
+    from .hardware.safety import install_safety_net
     from .station import LiveStation
 
     cfg = load_station(station_path)
@@ -211,8 +211,7 @@ def run_sim_transport(
             raise BadInput(f"unknown transport {transport!r} (pty or rfc2217)")
         if stop is None:
             stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
+            signals.install(lambda _signum, _frame: stop.set(), (signal.SIGINT, signal.SIGTERM))
         click.echo(f"PORT={port}")
         sys.stdout.flush()
         err = Console(stderr=True)

@@ -90,8 +90,8 @@ class Context:
 
     @contextlib.contextmanager
     def live_slot(self) -> Iterator:
-        from .locks import SlotBusy
-        from .relays import install_safety_net
+        from .hardware.locks import SlotBusy
+        from .hardware.safety import install_safety_net
         from .station import LiveStation
 
         install_safety_net()
@@ -149,7 +149,7 @@ def run_live(ctx: Context, report, as_json: bool, work) -> None:
     128 + signal for SIGTERM/SIGHUP (``Terminated``).
     """
     from .operations import explain_interruption
-    from .relays import Terminated
+    from .signals import Terminated
 
     try:
         with progress_display(as_json) as progress, ctx.live_slot() as slot:
@@ -167,8 +167,8 @@ def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = 
     (an interrupted one too: :func:`run_live`)."""
     from .flasher import FlasherSession
     from .operations import explain_failure, explain_interruption
-    from .relays import Terminated
     from .report import Report
+    from .signals import Terminated
 
     report = Report(name, ctx.slot.id)
 

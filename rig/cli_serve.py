@@ -81,8 +81,9 @@ def serve_command(
     before the client gets the port. Prints `SERVE <slot> <url>` per slot on stdout once every
     slot passed, then serves until SIGINT/SIGTERM.
     """
-    from .relays import Terminated, install_safety_net
+    from .hardware.safety import install_safety_net
     from .serve import ServeError, SlotServer, is_loopback
+    from .signals import Terminated
     from .station import LiveStation
 
     cfg = load_station(station_path)

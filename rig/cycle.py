@@ -22,8 +22,8 @@ from .operations import (
     explain_interruption,
     firmware_in,
 )
-from .relays import Terminated
 from .report import Report
+from .signals import Terminated
 
 PhaseProgress = Callable[[str, int, int], None]  # (phase, done, total)
 

@@ -72,7 +72,8 @@ import pytest
 
 from . import hil_core as hil
 from .flasher import WrongBoard
-from .relays import Terminated, install_safety_net, safety_net_installed, uninstall_safety_net
+from .hardware.safety import install_safety_net, safety_net_installed, uninstall_safety_net
+from .signals import Terminated
 
 # Board tests get at least this long under pytest-timeout unless --timeout is given: a 4 MB dump
 # at 115200 baud alone takes over 6 minutes.

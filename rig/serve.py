@@ -48,14 +48,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import serial
-from serial.rfc2217 import IAC, M_NORMAL, PortManager
 
 from .backups import BackupStore
 from .board import DownloadModeError
 from .flasher import FlasherError, FlasherSession, Refused
-from .locks import SlotBusy
+from .hardware.locks import SlotBusy
+from .hardware.ports import PortNotFound
+from .hardware.rfc2217 import Rfc2217Link, tune_socket
 from .operations import BackupCheck, OperationError, ensure_backup
-from .ports import PortNotFound
 from .sequences import run_sequence
 
 __all__ = [
@@ -139,93 +139,6 @@ class AutoResetDecoder:
         return ["hard_reset"]
 
 
-# -- the port as pyserial's PortManager sees it ----------------------------------------------
-class _PortFacade:
-    """The slot's serial port, except that DTR/RTS go to ``on_line`` instead of the wire.
-
-    PortManager acknowledges a SET_CONTROL only after the attribute assignment returns, so a
-    relay sequence run from ``on_line`` delays the client until the board is ready. Modem status
-    inputs read as inactive where the port has none (a pty answers ENOTTY).
-    """
-
-    def __init__(self, port: serial.SerialBase, on_line: Callable[[str, bool], None]) -> None:
-        self.__dict__["_port"] = port
-        self.__dict__["_on_line"] = on_line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._port, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("dtr", "rts"):
-            self._on_line(name, bool(value))
-        else:
-            setattr(self._port, name, value)
-
-    def _status(self, name: str) -> bool:
-        try:
-            return bool(getattr(self._port, name))
-        except (OSError, serial.SerialException):
-            return False
-
-    cts = property(lambda self: self._status("cts"))
-    dsr = property(lambda self: self._status("dsr"))
-    ri = property(lambda self: self._status("ri"))
-    cd = property(lambda self: self._status("cd"))
-
-
-class _Link:
-    """Bytes between a client socket and a serial port through a PortManager (telnet/RFC 2217)."""
-
-    def __init__(self, sock: socket.socket, port: serial.SerialBase, facade: Any, name: str):
-        self.sock = sock
-        self.port = port
-        self._send_lock = threading.Lock()
-        self.alive = True
-        self.manager = PortManager(facade, self)
-        self._reader = threading.Thread(target=self._port_to_client, name=f"{name}-rx", daemon=True)
-
-    def write(self, data: bytes) -> None:  # PortManager's connection interface
-        with self._send_lock:
-            self.sock.sendall(data)
-
-    def run(self) -> None:
-        """Copy both ways until the client leaves (or :meth:`stop`)."""
-        self._reader.start()
-        manager = self.manager
-        try:
-            while self.alive:
-                data = self.sock.recv(65536)
-                if not data:
-                    break
-                if IAC not in data and manager.suboption is None and manager.mode == M_NORMAL:
-                    payload = data  # fast path: plain data, the telnet filter is idle
-                else:
-                    payload = b"".join(manager.filter(data))
-                if payload:
-                    self.port.write(payload)
-        except OSError:
-            pass  # reset by peer, or the socket was shut down by stop()
-        finally:
-            self.alive = False
-            self._reader.join(timeout=2)
-
-    def stop(self) -> None:
-        self.alive = False
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-    def _port_to_client(self) -> None:
-        while self.alive:
-            try:
-                data = self.port.read(self.port.in_waiting or 1)
-                if data:
-                    self.write(data.replace(IAC, IAC + IAC))
-            except (OSError, serial.SerialException):
-                self.alive = False
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
-
-
 # -- one slot ------------------------------------------------------------------------------------
 def is_loopback(host: str) -> bool:
     """True if every address ``host`` resolves to is a loopback address."""
@@ -291,7 +204,7 @@ class SlotServer:
         self.url = rfc2217_url(bind, self.port)
         self._closed = threading.Event()
         self._session_lock = threading.Lock()
-        self._link: _Link | None = None
+        self._link: Rfc2217Link | None = None
         self._session_thread: threading.Thread | None = None
         self.sessions: collections.deque[SessionInfo] = collections.deque(maxlen=100)
         self._thread = threading.Thread(
@@ -406,7 +319,7 @@ class SlotServer:
         self.sessions.append(info)
         live = None
         try:
-            _tune(conn)
+            tune_socket(conn)
             try:
                 with self._station_lock:
                     live = self.station.open_slot(self.slot_id)
@@ -439,16 +352,6 @@ class SlotServer:
                 self._session_thread = None
 
 
-def _tune(conn: socket.socket) -> None:
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    # A laptop that sleeps or loses its network must not hold the slot forever.
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
-        if hasattr(socket, name):
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-
-
 class _Session:
     """One client on one slot: the decoder, its timer, and the relay sequences it plays."""
 
@@ -459,8 +362,7 @@ class _Session:
         self.decoder = AutoResetDecoder()
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
-        facade = _PortFacade(port, self._on_line)
-        self.link = _Link(conn, port, facade, f"serve-{live.id}")
+        self.link = Rfc2217Link(conn, port, self._on_line, name=f"serve-{live.id}")
         with server._session_lock:
             server._link = self.link
 

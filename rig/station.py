@@ -16,10 +16,10 @@ from typing import Any
 from . import config
 from .board import Board
 from .clock import SYSTEM, Clock
-from .locks import SlotLock
-from .pins import GpiodFactory, PinFactory, RpiGpioFactory
-from .ports import PortSpec
-from .relays import Relay, RelayBank, RelayLog
+from .hardware.locks import SlotLock
+from .hardware.pins import PinFactory, open_pin_factory
+from .hardware.ports import PortSpec
+from .hardware.relays import Relay, RelayBank, RelayLog
 
 # Relay roles and the simulated board inputs they switch: the reset relay shorts EN to GND.
 SIM_CONTACTS = {"io0": "io0", "power": "power", "reset": "en"}
@@ -81,13 +81,13 @@ class LiveStation:
                 # or the serial number to come back rather than failing the reconnect.
                 port = PortSpec(slot_cfg.port, slot_cfg.usb_serial, reappear=REAPPEAR_S)
                 pins = self._pin_factory()
-            log = RelayLog(slot=slot_id, clock=self.clock.monotonic)
+            log = RelayLog(slot=slot_id, clock=self.clock)
             relays = {}
             for role, channel in slot_cfg.relays.items():
                 pin = pins.output(
                     channel.pin, active_low=channel.active_low, label=f"rig:{slot_id}:{role}"
                 )
-                relays[role] = Relay(role, pin, log, sleep=self.clock.sleep)
+                relays[role] = Relay(role, pin, log)
             bank = RelayBank(slot_id, relays)
             stack.callback(bank.close)
             board = Board(slot_id, board_type, bank, port, clock=self.clock)
@@ -116,20 +116,11 @@ class LiveStation:
 
     # -- parts ----------------------------------------------------------------------------------
     def _pin_factory(self) -> PinFactory:
+        """The station's pin backend (``pins.backend``, by name), shared by its real slots."""
         if self._shared_pins is None:
             pins = self.config.pins
-            if pins.backend == "gpiod":
-                factory: PinFactory = GpiodFactory(pins.chip)
-            elif pins.backend == "rpigpio":
-                factory = RpiGpioFactory()
-            else:
-                raise config.ConfigError(
-                    str(self.config.source),
-                    None,
-                    None,
-                    "pins.backend",
-                    f"backend {pins.backend!r} is only for simulated slots",
-                )
+            options = pins.model_dump(exclude={"backend"}, exclude_none=True)
+            factory = open_pin_factory(pins.backend, **options)
             self._shared_pins = factory
             self._stack.callback(factory.close)
         return self._shared_pins

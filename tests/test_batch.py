@@ -30,8 +30,8 @@ from rig.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir, load_station
 from rig.flasher import FlashDefect, FlasherError, WrongBoard
+from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.synthetic import vendor_l7x_flash
-from rig.locks import SlotBusy, SlotLock
 from rig.operations import OperationError
 from rig.quarantine import QuarantineEntry, StationState
 from rig.sim.efuse import format_mac, mac_from_seed

@@ -134,7 +134,7 @@ def test_stall_holds_the_line_then_delivers(make_board):
 
 
 def test_unplug_breaks_the_open_port_and_the_alias_follows_the_new_pty(make_board, tmp_path):
-    from rig.ports import PortNotFound, PortSpec
+    from rig.hardware.ports import PortNotFound, PortSpec
 
     alias = tmp_path / "by-id" / "usb-sim-l7x"
     board = make_board("l7x", boot="download", port_alias=alias)
@@ -242,7 +242,7 @@ def test_real_slots_wait_for_a_replugged_port(tmp_path, monkeypatch):
     """A bumped USB cable re-enumerates in ~1-2 s; the by-id link (or the USB serial number) is
     missing meanwhile. Simulated slots wait for it (PortSpec.reappear); real slots must too."""
     from rig import config
-    from rig.pins import MockPinFactory
+    from rig.hardware.pins.mock import MockPinFactory
     from rig.station import LiveStation
 
     cfg = config.load_station(config.builtin_configs_dir() / "stations" / "pi-example.yaml")
@@ -302,7 +302,7 @@ def test_a_chip_hanging_after_as_many_resets_as_download_retries_is_still_reache
 
 def test_a_port_that_never_comes_back_is_named_in_the_final_error(sim_station_config):
     from rig.flasher import FlasherError, FlasherSession
-    from rig.ports import PortSpec
+    from rig.hardware.ports import PortSpec
     from rig.station import LiveStation
 
     with LiveStation(sim_station_config()) as st:
@@ -398,7 +398,7 @@ def contacts_at_end(trace: Path, board: str = "l7x-1") -> dict[str, str]:
 
 
 def slot_is_free(tmp_path: Path, slot: str = "l7x-1") -> bool:
-    from rig.locks import SlotBusy, SlotLock
+    from rig.hardware.locks import SlotBusy, SlotLock
 
     try:
         SlotLock(tmp_path / "locks", "sim", slot).acquire().release()
@@ -551,8 +551,8 @@ def test_disk_full_while_dumping_stores_nothing(tmp_path, monkeypatch):
         else:  # no mount (not root): ENOSPC from fsync, in process
             from click.testing import CliRunner
 
-            from rig import relays
             from rig.cli import main
+            from rig.hardware import safety as relays
 
             real_fsync = os.fsync
 
@@ -605,8 +605,8 @@ def test_a_backups_directory_without_hard_links_is_refused_before_the_board_is_t
     backup: found out after a 4 MB dump, the dump would be lost. `rig dump` refuses up front."""
     from click.testing import CliRunner
 
-    from rig import relays
     from rig.cli import main
+    from rig.hardware import safety as relays
 
     backups = no_hard_links_in(tmp_path / "fat")
     trace = tmp_path / "trace"

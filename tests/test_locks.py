@@ -8,13 +8,13 @@ import textwrap
 
 import pytest
 
-from rig.locks import SlotBusy, SlotLock
+from rig.hardware.locks import SlotBusy, SlotLock
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from rig.locks import SlotLock
+    from rig.hardware.locks import SlotLock
     lock = SlotLock(Path(sys.argv[1]), "sim", "l7x-1").acquire()
     print("locked", flush=True)
     sys.stdin.readline()

@@ -19,16 +19,20 @@ import pytest
 from fakes import RPi as fake_rpi
 from fakes import gpiod as fake_gpiod
 
-import rig.pins
-from rig.pins import (
-    GpiodFactory,
-    MockPinFactory,
+import rig.hardware.pins.rpigpio
+from rig.clock import FakeClock
+from rig.hardware.pins import (
+    BACKENDS,
+    BadPinFactory,
     OutputPin,
     PinError,
     PinFactory,
-    RpiGpioFactory,
     level_for,
+    open_pin_factory,
 )
+from rig.hardware.pins.gpiod import GpiodFactory
+from rig.hardware.pins.mock import MockPinFactory
+from rig.hardware.pins.rpigpio import RpiGpioFactory
 from rig.sim.board import SimBoard
 from rig.sim.pins import SimPinFactory
 
@@ -54,7 +58,7 @@ def install_fake_rpi(monkeypatch, board: str | None = "Raspberry Pi 4 Model B Re
     monkeypatch.setattr(fake_rpi, "BOARD", board)
     monkeypatch.setitem(sys.modules, "RPi", fake_rpi)
     monkeypatch.delattr(fake_rpi, "GPIO", raising=False)
-    monkeypatch.setattr(rig.pins, "_RPI_CLAIMED", {})
+    monkeypatch.setattr(rig.hardware.pins.rpigpio, "_RPI_CLAIMED", {})
     sys.modules.pop("RPi.GPIO", None)
     monkeypatch.setitem(sys.modules, "RPi.GPIO", None)  # recorded for teardown...
     del sys.modules["RPi.GPIO"]  # ...and gone now, so the import below runs GPIO.py
@@ -401,7 +405,7 @@ def test_fake_gpiod_shared_kernel_frees_a_dead_process_s_lines(monkeypatch, tmp_
     env = {**os.environ, fake_gpiod.STATE_ENV: str(tmp_path / "gpio")}
     env["PYTHONPATH"] = str(Path(fake_gpiod.__file__).parent)  # `import gpiod`: the fake
     script = (
-        "from rig.pins import GpiodFactory; import sys, time; "
+        "from rig.hardware.pins.gpiod import GpiodFactory; import sys, time; "
         f"GpiodFactory(dev_dir={str(tmp_path)!r}).output({PIN}, active_low=True, "
         "label='other').set(True); print('driven', flush=True); time.sleep(60)"
     )
@@ -537,11 +541,14 @@ def test_fake_rpigpio_rejects_misuse_like_rpigpio(monkeypatch):
 # Mock specifics
 # ------------------------------------------------------------------------------------------------
 def test_mock_history_uses_the_clock():
-    now = iter([0.0, 1.0, 1.5, 2.0])
-    factory = MockPinFactory(clock=lambda: next(now))
+    clock = FakeClock()
+    factory = MockPinFactory(clock)
     pin = factory.output(PIN, active_low=True, label=LABEL)
+    clock.sleep(1.0)
     pin.set(True)
+    clock.sleep(0.5)
     pin.set(False)
+    clock.sleep(0.5)
     pin.close()
     assert factory.history == [
         (0.0, LABEL, False),
@@ -549,6 +556,55 @@ def test_mock_history_uses_the_clock():
         (1.5, LABEL, False),
         (2.0, LABEL, False),
     ]
+
+
+def test_mock_assert_history_names_what_differs():
+    clock = FakeClock()
+    factory = MockPinFactory(clock)
+    pin = factory.output(PIN, active_low=True, label=LABEL)
+    for _ in range(3):
+        clock.sleep(0.1)  # 0.30000000000000004: equal to 0.3 to the nanosecond
+    pin.set(True)
+    factory.assert_history([(0.0, LABEL, False), (0.3, LABEL, True)])
+    with pytest.raises(AssertionError, match=r"0\.300000000 l7x-1:io0 active"):
+        factory.assert_history([(0.0, LABEL, False), (0.31, LABEL, True)])
+    with pytest.raises(AssertionError):
+        factory.assert_history([(0.0, LABEL, False)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Backends by name
+# ------------------------------------------------------------------------------------------------
+def test_backends_are_chosen_by_name(tmp_path, monkeypatch):
+    fake_gpiod.boot("pi5", dev_dir=tmp_path)
+    fake_gpiod.install(monkeypatch)
+    with open_pin_factory("gpiod", dev_dir=str(tmp_path)) as factory:
+        assert isinstance(factory, GpiodFactory)
+    clock = FakeClock(5.0)
+    mock = open_pin_factory("mock", clock=clock)
+    assert isinstance(mock, MockPinFactory) and mock.clock is clock
+    assert BACKENDS["sim"] == ("rig.sim.pins", "SimPinFactory")
+    assert isinstance(open_pin_factory("sim", wiring={}), SimPinFactory)
+
+
+def test_an_unknown_backend_is_one_error_naming_the_known_ones():
+    with pytest.raises(BadPinFactory) as err:
+        open_pin_factory("relayhat")
+    assert isinstance(err.value, ValueError)  # bad input: nothing was touched
+    assert "'relayhat'" in str(err.value)
+    assert "gpiod, mock, rpigpio, sim" in str(err.value)
+    assert "rig.pin_backends" in str(err.value)
+
+
+def test_a_site_adds_a_backend_through_an_entry_point(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import rig.hardware.pins as pins
+
+    site = EntryPoint("hat", "rig.hardware.pins.mock:MockPinFactory", pins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(pins, "entry_points", lambda group: [site] if group == site.group else [])
+    assert "hat" in pins.known_backends()
+    assert isinstance(open_pin_factory("hat"), MockPinFactory)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def test_never_runs(board):
 SESSION_END = """
 def pytest_unconfigure(config):
     from pathlib import Path
-    from rig.relays import live_banks
+    from rig.hardware.safety import live_banks
     Path("live-banks.txt").write_text(str(len(live_banks())))
 """
 

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from rig import ports
-from rig.ports import PortNotFound, PortSpec
+from rig.hardware import ports
+from rig.hardware.ports import PortNotFound, PortSpec
 
 
 def fake_ports(monkeypatch, *listing):

@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from rig.backups import BackupStore
 from rig.cli import main
 from rig.cli_batch import flash_command
+from rig.hardware.safety import uninstall_safety_net
 from rig.images import synthetic
-from rig.relays import uninstall_safety_net
 from rig.sim.efuse import Security, format_mac, mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)

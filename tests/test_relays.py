@@ -13,55 +13,41 @@ import time
 
 import pytest
 
-import rig.relays
-from rig.pins import MockPinFactory, PinError
-from rig.relays import (
-    Relay,
-    RelayBank,
-    RelayEvent,
-    RelayLog,
-    Terminated,
+import rig.signals
+from rig.clock import FakeClock
+from rig.hardware.pins import PinError
+from rig.hardware.pins.mock import MockPinFactory
+from rig.hardware.relays import Relay, RelayBank, RelayEvent, RelayLog
+from rig.hardware.safety import (
     install_safety_net,
     live_banks,
     release_everything,
     safety_net_installed,
     uninstall_safety_net,
 )
-
-
-class FakeClock:
-    """One time source for the log, the pins' history and the sleeps: no wall time passes."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t = round(self.t + seconds, 9)
+from rig.signals import Terminated
 
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """One time source for the log, the pins' history and the sleeps: no wall time passes."""
     return FakeClock()
 
 
 @pytest.fixture
 def pins(clock):
-    factory = MockPinFactory(clock=clock.now)
+    factory = MockPinFactory(clock)
     yield factory
     factory.close()
 
 
 @pytest.fixture
 def bank(pins, clock):
-    log = RelayLog("l7x-1", clock=clock.now)
+    log = RelayLog("l7x-1", clock)
     relays = {
-        role: Relay(role, pins.output(pin, active_low=True, label=f"l7x-1:{role}"), log,
-                    sleep=clock.sleep)
+        role: Relay(role, pins.output(pin, active_low=True, label=f"l7x-1:{role}"), log)
         for role, pin in (("io0", 17), ("power", 27))
-    }  # fmt: skip
+    }
     bank = RelayBank("l7x-1", relays)
     yield bank
     bank.close()
@@ -76,7 +62,8 @@ def no_leftover_banks():
 
 
 def actions(log: RelayLog) -> list[tuple[float, str, str]]:
-    return [(e.t, e.role, e.action) for e in log.events]
+    """The log, its times to the nanosecond (sums of float sleeps are not exact)."""
+    return [(round(e.t, 9), e.role, e.action) for e in log.events]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,7 +97,7 @@ def test_download_sequence_timing_diagram_is_exact(bank, clock, pins):
     power.release()
     clock.sleep(0.5)
     io0.pulse(0.25)
-    power.pulse(0.1, sleep=clock.sleep)
+    power.pulse(0.1)
     assert actions(io0.log) == [
         (1.0, "io0", "close"),
         (1.0, "power", "press"),
@@ -122,7 +109,9 @@ def test_download_sequence_timing_diagram_is_exact(bank, clock, pins):
         (4.15, "power", "release"),
     ]
     # the pins saw the same diagram (active = energised), after their inactive start
-    assert [(t, label, active) for t, label, active in pins.history if t > 0] == [
+    pins.assert_history([
+        (0.0, "l7x-1:io0", False),
+        (0.0, "l7x-1:power", False),
         (1.0, "l7x-1:io0", True),
         (1.0, "l7x-1:power", True),
         (1.3, "l7x-1:io0", False),
@@ -131,17 +120,19 @@ def test_download_sequence_timing_diagram_is_exact(bank, clock, pins):
         (4.05, "l7x-1:io0", False),
         (4.05, "l7x-1:power", True),
         (4.15, "l7x-1:power", False),
-    ]
+    ])  # fmt: skip
 
 
-def test_pulse_releases_when_interrupted(bank):
-    def interrupted(seconds):
-        raise KeyboardInterrupt
+def test_pulse_releases_when_interrupted(pins):
+    class Interrupted(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            raise KeyboardInterrupt
 
+    power = Relay("power", pins.output(27, active_low=True, label="s:power"), clock=Interrupted())
     with pytest.raises(KeyboardInterrupt):
-        bank["power"].pulse(5, sleep=interrupted)
-    assert not bank["power"].is_closed
-    assert [e.action for e in bank["power"].log.events] == ["press", "release"]
+        power.pulse(5)
+    assert not power.is_closed
+    assert [e.action for e in power.log.events] == ["press", "release"]
 
 
 def test_pulse_rejects_negative_time(bank):
@@ -255,7 +246,7 @@ def test_install_twice_and_uninstall_restores_handlers():
     handlers = {s: signal.getsignal(s) for s in before}
     assert install_safety_net() is True  # harmless
     assert {s: signal.getsignal(s) for s in before} == handlers
-    assert all(h is rig.relays._handler for h in handlers.values())
+    assert all(h is rig.signals.unwind for h in handlers.values())
     assert safety_net_installed()
     uninstall_safety_net()
     uninstall_safety_net()
@@ -320,7 +311,8 @@ def test_a_signal_during_release_waits_until_every_pin_is_released(pins):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from rig.relays import Relay, RelayBank, install_safety_net
+    from rig.hardware.relays import Relay, RelayBank
+    from rig.hardware.safety import install_safety_net
 
     state, mode = sys.argv[1], sys.argv[2]
 

@@ -29,8 +29,8 @@ from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
 from rig.backups import BackupStore
+from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.synthetic import vendor_l7x_flash
-from rig.locks import SlotBusy, SlotLock
 from rig.serve import AutoResetDecoder, SlotServer
 from rig.sim.efuse import format_mac, mac_from_seed
 from rig.station import LiveStation

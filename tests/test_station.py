@@ -10,7 +10,7 @@ from esptool.util import FatalError
 
 from rig.board import DownloadModeError
 from rig.esplog import captured
-from rig.locks import SlotBusy
+from rig.hardware.locks import SlotBusy
 from rig.station import LiveStation
 
 

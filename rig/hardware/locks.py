@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from rig.errors import OperationError
 
-class SlotBusy(RuntimeError):
+
+class SlotBusy(OperationError):
     """The slot is locked by another process."""
 
 

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from serial.tools import list_ports
 
+from rig.errors import OperationError, Transient
 
-class PortNotFound(RuntimeError):
-    pass
+
+class PortNotFound(OperationError, Transient):
+    """The slot's serial port is not there (unplugged, re-enumerating, another board's serial
+    number): worth another attempt, which waits for it again."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rig.pins import BaseFactory, BasePin, PinError, level_for
+from rig.hardware.pins import PinError, level_for
+from rig.hardware.pins.base import BaseFactory, BasePin
 
 from .board import SimBoard
 

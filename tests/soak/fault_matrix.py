@@ -224,9 +224,9 @@ def run_case(kind: str, seed: int, workdir: Path) -> CaseResult:
     from rig.backups import BackupError, BackupStore
     from rig.board import DownloadModeError
     from rig.flasher import FlasherError, FlasherSession
-    from rig.locks import SlotLock
+    from rig.hardware.locks import SlotLock
+    from rig.hardware.pins import level_for
     from rig.operations import OperationError, ensure_backup, explain_failure
-    from rig.pins import level_for
     from rig.station import LiveStation
 
     slot_id, fault, extra = fault_for(kind, seed)
