@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from rig import config
+from rig.board.station import LiveStation
 from rig.esplog import captured
 from rig.flasher import FlasherSession
 from rig.images import synthetic
-from rig.station import LiveStation
 
 HAND_DUMP_S = 402.0  # the seed's measurement: esptool read_flash of 4 MB at 115200 by hand
 FLASH = 0x400000

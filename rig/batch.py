@@ -10,12 +10,12 @@ Why processes: esptool's logger (where its progress goes) is one per process, an
 and relays belong to one process anyway. Workers are started with the ``forkserver`` method
 (``spawn`` where there is none): a clean, single-threaded server process with the rig already
 imported forks each worker, so a worker starts in milliseconds without inheriting the parent's
-threads or file descriptors. Each worker builds its own :class:`~rig.station.LiveStation`, opens
+threads or file descriptors. Each worker builds its own :class:`~rig.board.LiveStation`, opens
 only its own slot, reports events to the parent over a queue and writes ``<slot>.log`` in the
 run directory (``<state dir>/runs/<UTC time>/``, see :mod:`rig.quarantine`).
 
 Retries: a transient failure (no download mode, no sync, timeouts, a lost port: the flasher's
-errors, :class:`~rig.board.DownloadModeError`, ``OSError``) re-runs the whole board attempt -
+errors, :class:`~rig.board.board.DownloadModeError`, ``OSError``) re-runs the whole board attempt -
 download sequence, connect, backup check, fast write (which skips what an earlier attempt
 already wrote), verify, boot check - after ``backoff * 2**(n-1)`` seconds. Below that, each
 attempt's download sequence is retried ``download_retries`` times by the board (its board type
@@ -61,7 +61,7 @@ from esptool.util import FatalError
 
 from . import config, signals
 from .backups import BackupStore
-from .board import DownloadModeError
+from .board.board import DownloadModeError
 from .flasher import FlashDefect, FlasherError, FlasherSession, PartialWrite, WrongBoard
 from .hardware.locks import SlotBusy
 from .hardware.safety import install_safety_net
@@ -570,7 +570,7 @@ def flash_board(job: Job, emit: Callable[..., None], stop: Any = None) -> BoardR
     last one is ``result``); ``stop`` is an event-like object whose ``is_set()`` asks for a stop
     at the next safe point. A SIGINT/SIGTERM that ends the attempts (main thread) is re-raised
     once the slot is closed and the result emitted."""
-    from .station import LiveStation
+    from .board.station import LiveStation
 
     stop = stop if isinstance(stop, _StopFlag) else _StopFlag(stop)
     emitter = emit if isinstance(emit, _Emitter) else _Emitter(lambda e: emit(e.kind, **e.data), "")
@@ -705,7 +705,7 @@ def _release_quietly(station: config.Station, slot_id: str, process: Any, log_pa
 def _release_for_dead_worker(station: config.Station, slot_id: str, result: BoardResult) -> str:
     """Re-open the slot of a dead worker and close it; record the relay states; say what
     happened (and what to do if it could not be done)."""
-    from .station import LiveStation
+    from .board.station import LiveStation
 
     try:
         with LiveStation(station) as live:

@@ -116,9 +116,9 @@ def stations_command(station_path, as_json):
 def relay_command(station_path, slot_id, release_all, ms, role, action):
     """Switch one relay: ROLE on|off|pulse. `on` holds until Ctrl-C (relays never stay on
     after the rig exits); `--release-all` de-energises everything (CI post-steps, boot)."""
+    from .board.station import LiveStation
     from .hardware.locks import SlotBusy
     from .hardware.safety import install_safety_net
-    from .station import LiveStation
 
     cfg = load_station(station_path)
     if release_all:

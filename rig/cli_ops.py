@@ -90,9 +90,9 @@ class Context:
 
     @contextlib.contextmanager
     def live_slot(self) -> Iterator:
+        from .board.station import LiveStation
         from .hardware.locks import SlotBusy
         from .hardware.safety import install_safety_net
-        from .station import LiveStation
 
         install_safety_net()
         with LiveStation(self.station) as station:

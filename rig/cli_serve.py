@@ -81,10 +81,10 @@ def serve_command(
     before the client gets the port. Prints `SERVE <slot> <url>` per slot on stdout once every
     slot passed, then serves until SIGINT/SIGTERM.
     """
+    from .board.station import LiveStation
     from .hardware.safety import install_safety_net
     from .serve import ServeError, SlotServer, is_loopback
     from .signals import Terminated
-    from .station import LiveStation
 
     cfg = load_station(station_path)
     if all_slots and slot_ids:

@@ -25,7 +25,7 @@ from esptool.cmds import (
 )
 from esptool.util import FatalError, flash_size_bytes
 
-from .board import Board, DownloadModeError
+from .board.board import Board, DownloadModeError
 from .esplog import captured
 
 Progress = Callable[[int, int], None]  # (done, total)

@@ -38,6 +38,7 @@ import esptool
 
 from . import __version__, config
 from .backups import Backup, BackupStore
+from .board.station import LiveSlot, LiveStation
 from .flasher import FlasherSession, Identity, WriteStats
 from .operations import (
     GENERIC_BOOT,
@@ -49,7 +50,6 @@ from .operations import (
     firmware_in,
     resolve_images,
 )
-from .station import LiveSlot, LiveStation
 
 __all__ = [
     "Artifacts",

@@ -50,13 +50,13 @@ from typing import Any
 import serial
 
 from .backups import BackupStore
-from .board import DownloadModeError
+from .board.board import DownloadModeError
+from .board.sequences import run_sequence
 from .flasher import FlasherError, FlasherSession, Refused
 from .hardware.locks import SlotBusy
 from .hardware.ports import PortNotFound
 from .hardware.rfc2217 import Rfc2217Link, tune_socket
 from .operations import BackupCheck, OperationError, ensure_backup
-from .sequences import run_sequence
 
 __all__ = [
     "AutoResetDecoder",
@@ -166,7 +166,7 @@ class SessionInfo:
 
 
 class SlotServer:
-    """Serves one slot of a :class:`rig.station.LiveStation` on ``bind``:``port``.
+    """Serves one slot of a :class:`rig.board.station.LiveStation` on ``bind``:``port``.
 
     ``station_lock`` serialises open/close of slots when several servers share a station.
     ``log`` receives one line per connection, per board check and per board event.

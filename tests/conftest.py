@@ -173,7 +173,7 @@ def change_sim_flash():
     saved settings since its last backup. ``data`` is programmed (NOR: bits only clear) into the
     NVS region of the simulated slot, opened and closed as any rig command does, so the next
     command - in this process or another - finds the changed flash; returns the whole flash."""
-    from rig.station import LiveStation
+    from rig.board.station import LiveStation
 
     def change(cfg, slot_id: str, data: bytes = b"ssid=bench-wifi\0") -> bytes:
         with LiveStation(cfg) as station:

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from rig.backups import BackupStore, mac_dir
 from rig.batch import STEPS, BatchReport, Job, flash_board, is_transient, plan_batch
-from rig.board import DownloadModeError
+from rig.board.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir, load_station
 from rig.flasher import FlashDefect, FlasherError, WrongBoard

@@ -95,8 +95,8 @@ def test_two_flasher_sessions_in_threads_keep_their_own_log_lines(sim_station_co
     the session that caused them, and esptool's logger is the original afterwards."""
     from esp_pylib.logger import EspLog
 
+    from rig.board.station import LiveStation
     from rig.flasher import FlasherSession
-    from rig.station import LiveStation
 
     original = EspLog.instance
     first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
@@ -147,8 +147,8 @@ def test_a_session_read_does_not_hex_format_the_bytes_it_reads(sim_station_confi
     ``loader.hexify`` is the name ``HexFormatter`` calls; it is wrapped after the rig's set-up."""
     from esptool import loader
 
+    from rig.board.station import LiveStation
     from rig.flasher import FlasherSession
-    from rig.station import LiveStation
 
     formatted: list[int] = []  # bytes handed to hexify, per call
     real = loader.hexify

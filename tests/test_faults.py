@@ -218,7 +218,7 @@ def test_slow_flash_and_console_garbage(make_board):
 
 def test_station_faults_reach_the_board_and_the_pins(sim_station_config, tmp_path):
     from rig import config
-    from rig.station import LiveStation
+    from rig.board.station import LiveStation
 
     stuck = config.FaultSpec(kind="relay_stuck", role="power", state="on")
     garbage = config.FaultSpec(kind="console_garbage", bytes=8)
@@ -242,8 +242,8 @@ def test_real_slots_wait_for_a_replugged_port(tmp_path, monkeypatch):
     """A bumped USB cable re-enumerates in ~1-2 s; the by-id link (or the USB serial number) is
     missing meanwhile. Simulated slots wait for it (PortSpec.reappear); real slots must too."""
     from rig import config
+    from rig.board.station import LiveStation
     from rig.hardware.pins.mock import MockPinFactory
-    from rig.station import LiveStation
 
     cfg = config.load_station(config.builtin_configs_dir() / "stations" / "pi-example.yaml")
     cfg = cfg.model_copy(update={"locks": tmp_path / "locks", "backups": tmp_path / "backups"})
@@ -301,9 +301,9 @@ def test_a_chip_hanging_after_as_many_resets_as_download_retries_is_still_reache
 
 
 def test_a_port_that_never_comes_back_is_named_in_the_final_error(sim_station_config):
+    from rig.board.station import LiveStation
     from rig.flasher import FlasherError, FlasherSession
     from rig.hardware.ports import PortSpec
-    from rig.station import LiveStation
 
     with LiveStation(sim_station_config()) as st:
         slot = st.open_slot("l7x-1")

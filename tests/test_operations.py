@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from rig.backups import BackupStore
+from rig.board.station import LiveStation
 from rig.cli import main
 from rig.cycle import run_cycle
 from rig.flasher import FlasherSession, PartialWrite, WrongBoard
 from rig.images import synthetic
 from rig.operations import BadInput as BadImage
 from rig.operations import OperationError, ensure_backup, resolve_images, take_backup
-from rig.station import LiveStation
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -144,12 +144,12 @@ def test_bad_images_are_rejected_before_any_relay_moves(tmp_path, monkeypatch, m
     s3 = bytearray(app)
     s3[12:14] = (9).to_bytes(2, "little")  # esp_image_header_t.chip_id = ESP32-S3
     (tmp_path / "s3.bin").write_bytes(bytes(s3))
-    import rig.station
+    import rig.board.station
 
     def touched(*_a, **_k):
         raise AssertionError("a slot was opened")
 
-    monkeypatch.setattr(rig.station.LiveStation, "open_slot", touched)
+    monkeypatch.setattr(rig.board.station.LiveStation, "open_slot", touched)
     result = CliRunner().invoke(main, ["write", "--slot", "l7x-1", *make_spec(tmp_path)])
     assert result.exit_code == 2, result.output
     assert message in result.output

@@ -142,8 +142,8 @@ def test_esptools_size_table_is_used(bench):
 
 
 def test_plugin_dump_refuses_an_unknown_size(sim_station_config):
+    from rig.board.station import LiveStation
     from rig.hil_core import dump_backup, flasher
-    from rig.station import LiveStation
 
     cfg = sim_station_config(**{SLOT: {"flash_id": UNKNOWN_ID}})
     store = BackupStore(cfg.backups)

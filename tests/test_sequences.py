@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from rig.board.sequences import SequenceError, run_sequence
 from rig.clock import FakeClock
-from rig.sequences import SequenceError, run_sequence
 
 
 @dataclass(frozen=True)

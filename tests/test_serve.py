@@ -29,11 +29,11 @@ from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
 from rig.backups import BackupStore
+from rig.board.station import LiveStation
 from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.synthetic import vendor_l7x_flash
 from rig.serve import AutoResetDecoder, SlotServer
 from rig.sim.efuse import format_mac, mac_from_seed
-from rig.station import LiveStation
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli_serve"]  # `rig serve` (the same click command)
 # pyserial 3.5's RFC 2217 client (used in-process here) calls Thread.setDaemon/setName.

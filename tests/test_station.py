@@ -8,10 +8,10 @@ import pytest
 from esptool.cmds import attach_flash, detect_chip, run_stub
 from esptool.util import FatalError
 
-from rig.board import DownloadModeError
+from rig.board.board import DownloadModeError
+from rig.board.station import LiveStation
 from rig.esplog import captured
 from rig.hardware.locks import SlotBusy
-from rig.station import LiveStation
 
 
 @pytest.fixture

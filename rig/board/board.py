@@ -14,24 +14,23 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import serial
 
-from .clock import SYSTEM, Clock
-from .hardware.ports import PortNotFound, PortSpec
-from .sequences import RelayLike, run_sequence
+from rig import config
+from rig.board.protocols import RelayLike
+from rig.board.sequences import run_sequence
+from rig.clock import SYSTEM, Clock
+from rig.errors import OperationError, Transient
+from rig.esp32 import DOWNLOAD_BANNER, SPI_BOOT, SYNC_FRAME, SYNC_REPLY
+from rig.hardware.ports import PortNotFound, PortSpec
 
-DOWNLOAD_BANNER = re.compile(rb"boot:0x[0-9a-fA-F]+ \(DOWNLOAD_BOOT|waiting for download")
-SPI_BOOT = re.compile(rb"boot:(0x[0-9a-fA-F]+) \((SPI_FAST_FLASH_BOOT|HSPI_FLASH_BOOT)")
-# A ROM SYNC request (esptool ESPLoader.sync: 07 07 12 20 + 32 x 55), SLIP-framed; the reply to it
-# starts with direction 1, opcode 8.
-SYNC_FRAME = b"\xc0\x00\x08\x24\x00\x00\x00\x00\x00\x07\x07\x12\x20" + b"\x55" * 32 + b"\xc0"
-SYNC_REPLY = b"\xc0\x01\x08"
+__all__ = ["Board", "DownloadEvidence", "DownloadModeError"]
 
 
-class DownloadModeError(RuntimeError):
-    """The board did not enter ROM download mode; the message names the likely cause."""
+class DownloadModeError(OperationError, Transient):
+    """The board did not enter ROM download mode; the message names the likely cause. Worth
+    another attempt: the download sequence is run again (a bumped cable, a slow power-up)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class Board:
     def __init__(
         self,
         slot_id: str,
-        board_type: Any,
+        board_type: config.BoardType,
         relays: Mapping[str, RelayLike],
         port: PortSpec,
         *,

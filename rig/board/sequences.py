@@ -8,24 +8,17 @@ role; time goes through the injected clock, so a test can assert the exact timin
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
 
-from .clock import SYSTEM, Clock
+from rig.board.protocols import RelayLike, StepLike
+from rig.clock import SYSTEM, Clock
+from rig.errors import OperationError
 
-
-class StepLike(Protocol):
-    action: str  # close | open | press | release | pulse | wait
-    role: str | None
-    seconds: float | None
+__all__ = ["SequenceError", "run_sequence"]
 
 
-class RelayLike(Protocol):
-    def close(self) -> None: ...
-    def open(self) -> None: ...
-
-
-class SequenceError(RuntimeError):
-    pass
+class SequenceError(OperationError):
+    """A step names a relay the slot does not wire, or an action the interpreter does not know
+    (the station and board checks make this rare: it is a bug or a config the checks missed)."""
 
 
 def run_sequence(

@@ -1,28 +1,40 @@
 """The station factory: live slots (relays, serial port, board handle, lock) from a station config.
 
-Real slots get GPIO pins from the configured backend and a serial port by path, URL or USB
-serial number. Simulated slots get a simulated board on a pseudo-terminal and pins wired to its
-inputs: the port is a real pty, the relays are real :class:`~rig.relays.Relay` objects, so every
-layer above runs the same code on the bench and in CI. This module (and the ``rig sim``
-command) is the only place that imports the simulator.
+A slot's pins and port come from its *kind*, found by name in :data:`SLOT_KINDS` (a
+``"module:function"`` string imported when a slot of that kind is first opened, as python-can's
+``can/interface.py`` finds its backends): real slots (:func:`real_parts`) get GPIO pins from the
+station's pin backend and a serial port by path, URL or USB serial number; simulated slots
+(:func:`rig.board.simulated.simulated_parts`) get a simulated board on a pseudo-terminal and pins
+wired to its inputs. Everything else - the lock, the relays, the board handle - is the same for
+both, so every layer above runs the same code on the bench and in CI, and none of them (nor this
+module) imports the simulator.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import config
-from .board import Board
-from .clock import SYSTEM, Clock
-from .hardware.locks import SlotLock
-from .hardware.pins import PinFactory, open_pin_factory
-from .hardware.ports import PortSpec
-from .hardware.relays import Relay, RelayBank, RelayLog
+from rig import config
+from rig.board.board import Board
+from rig.clock import SYSTEM, Clock
+from rig.hardware.locks import SlotLock
+from rig.hardware.pins import PinFactory, open_pin_factory
+from rig.hardware.ports import PortSpec
+from rig.hardware.relays import Relay, RelayBank, RelayLog
 
-# Relay roles and the simulated board inputs they switch: the reset relay shorts EN to GND.
-SIM_CONTACTS = {"io0": "io0", "power": "power", "reset": "en"}
+__all__ = ["REAPPEAR_S", "SLOT_KINDS", "LiveSlot", "LiveStation", "real_parts", "slot_kind"]
+
+#: Slot kinds by name: where the function that builds a slot's pins and port lives.
+SLOT_KINDS = {
+    "real": "rig.board.station:real_parts",
+    "simulated": "rig.board.simulated:simulated_parts",
+}
+PartsFactory = Callable[["LiveStation", config.Slot, ExitStack], tuple[PinFactory, PortSpec]]
+
 REAPPEAR_S = 5.0  # seconds a vanished USB serial port may take to re-enumerate
 
 
@@ -74,13 +86,7 @@ class LiveStation:
         try:
             lock = SlotLock(self.config.locks, self.name, slot_id).acquire()
             stack.callback(lock.release)
-            if slot_cfg.simulated is not None:
-                pins, port = self._simulated_parts(slot_cfg, stack)
-            else:
-                # A bumped USB cable re-enumerates in a second or two: wait for the by-id link
-                # or the serial number to come back rather than failing the reconnect.
-                port = PortSpec(slot_cfg.port, slot_cfg.usb_serial, reappear=REAPPEAR_S)
-                pins = self._pin_factory()
+            pins, port = slot_kind(slot_cfg)(self, slot_cfg, stack)
             log = RelayLog(slot=slot_id, clock=self.clock)
             relays = {}
             for role, channel in slot_cfg.relays.items():
@@ -125,76 +131,20 @@ class LiveStation:
             self._stack.callback(factory.close)
         return self._shared_pins
 
-    def _simulated_parts(
-        self, slot_cfg: config.Slot, stack: ExitStack
-    ) -> tuple[PinFactory, PortSpec]:
-        import os
-        from pathlib import Path
 
-        from .images.synthetic import vendor_l7x_flash
-        from .sim.board import SimBoard
-        from .sim.efuse import Security
-        from .sim.faults import coerce, wiring
-        from .sim.pins import SimPinFactory
-
-        sim = slot_cfg.simulated
-        faults = [coerce(spec) for spec in sim.faults]
-        # A simulated board keeps its flash from one rig command to the next, as hardware
-        # does: the flash lives in the station's state dir while the slot is not in use.
-        kept = self.config.state_dir / "sim-flash" / f"{slot_cfg.id}.bin"
-        board = self._sim_boards.get(slot_cfg.id)
-        if board is None:
-            image = sim.flash_image
-            if kept.is_file():
-                image = kept
-            elif image is None and sim.vendor_flash and sim.variant == "l7x":
-                image = vendor_l7x_flash()
-            seed = sim.seed or slot_cfg.id
-            board = SimBoard(
-                sim.variant,
-                mac=sim.mac,
-                seed=seed,
-                flash_image=image,
-                flash_id=sim.flash_id,
-                security=Security(**sim.efuses.model_dump()),
-                on_close="keep",  # only the relays reset a board on the rig
-                name=slot_cfg.id,
-                fail_connects=sim.fail_connects,
-                max_baud=sim.max_baud,
-                realtime=sim.realtime,
-                inject=faults,
-                inject_seed=sim.fault_seed if sim.fault_seed is not None else seed,
-                # The port the rig opens is a stable alias of the pty, resolved at every open
-                # (as /dev/serial/by-id is on a bench): an unplugged board comes back under a
-                # new pty path. Per process: another process's board of this slot is another
-                # board.
-                port_alias=Path(self.config.locks)
-                / "sim-ports"
-                / f"{self.name}-{slot_cfg.id}-{os.getpid()}",
-            )
-            self._sim_boards[slot_cfg.id] = board
-            self._stack.callback(board.close)  # the board outlives slot use, like hardware
-        stuck, io0_reaches = wiring(faults)
-        io0_reaches = io0_reaches and sim.io0_connected
-        wiring_map = {
-            # io0_connected: false (or an io0_open fault) models an IO0 wire that does not reach
-            # the module.
-            channel.pin: (
-                board,
-                None if role == "io0" and not io0_reaches else SIM_CONTACTS[role],
-            )
-            for role, channel in slot_cfg.relays.items()
-        }
-        factory = SimPinFactory(
-            wiring_map,
-            stuck={slot_cfg.relays[role].pin: closed for role, closed in stuck.items()},
-        )
-        stack.callback(factory.close)
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        stack.callback(board.flash.save, kept)  # runs before the slot lock is released
-        return factory, PortSpec(url=board.port_alias, reappear=REAPPEAR_S)
+def slot_kind(slot_cfg: config.Slot) -> PartsFactory:
+    """The parts factory of the slot's kind (``simulated`` when the slot has ``simulated``
+    options, else ``real``), imported by name."""
+    kind = "simulated" if slot_cfg.simulated is not None else "real"
+    module, _, name = SLOT_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def open_station(path: str | None = None, *, clock: Clock = SYSTEM) -> LiveStation:
-    """The station named by ``path`` / ``RIG_STATION``, else the embedded simulated station."""
-    return LiveStation(config.station_from_env(path), clock=clock)
+def real_parts(
+    station: LiveStation, slot_cfg: config.Slot, stack: ExitStack
+) -> tuple[PinFactory, PortSpec]:
+    """A real slot: the station's shared pin backend, and its port by path, URL or USB serial
+    number. A bumped USB cable re-enumerates in a second or two: the port waits for the by-id
+    link or the serial number to come back rather than failing the reconnect."""
+    port = PortSpec(slot_cfg.port, slot_cfg.usb_serial, reappear=REAPPEAR_S)
+    return station._pin_factory(), port

@@ -222,12 +222,12 @@ def station_config(workdir: Path, slot_id: str, fault: dict[str, Any], extra: di
 
 def run_case(kind: str, seed: int, workdir: Path) -> CaseResult:
     from rig.backups import BackupError, BackupStore
-    from rig.board import DownloadModeError
+    from rig.board.board import DownloadModeError
+    from rig.board.station import LiveStation
     from rig.flasher import FlasherError, FlasherSession
     from rig.hardware.locks import SlotLock
     from rig.hardware.pins import level_for
     from rig.operations import OperationError, ensure_backup, explain_failure
-    from rig.station import LiveStation
 
     slot_id, fault, extra = fault_for(kind, seed)
     result = CaseResult(kind, seed, slot_id, {**fault, **extra})
