@@ -25,9 +25,9 @@ from rich.table import Table
 
 from rig import config
 from rig.board.station import LiveStation
-from rig.esplog import captured
-from rig.flasher import FlasherSession
 from rig.images import synthetic
+from rig.operations.esplog import captured
+from rig.operations.session import FlasherSession
 
 HAND_DUMP_S = 402.0  # the seed's measurement: esptool read_flash of 4 MB at 115200 by hand
 FLASH = 0x400000
@@ -121,8 +121,8 @@ def batch_scaling(tmp: Path, counts: tuple[int, ...], baud: int) -> list[dict]:
     simulated board, which a real bench does not pay for)."""
     import hashlib
 
-    from rig.backups import BackupStore
-    from rig.batch import plan_batch, run_batch
+    from rig.operations.backups import BackupStore
+    from rig.operations.batch import plan_batch, run_batch
     from rig.sim.efuse import format_mac, mac_from_seed
 
     base = station(tmp, realtime=True)

@@ -231,8 +231,8 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
     skipped by later runs (see `rig quarantine`). Ctrl-C / SIGTERM stops every board at a safe
     point with its relays released; the report says what was done and what was not.
     """
-    from .batch import plan_batch, run_batch
-    from .operations import BadInput as OpBadInput
+    from .errors import BadInput as OpBadInput
+    from .operations.batch import plan_batch, run_batch
 
     station = load_station(station_path)
     try:
@@ -283,7 +283,7 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
 @json_option
 def quarantine_command(station_path, clear_ids, as_json):
     """List the slots `rig flash` quarantined (skipped until cleared), or clear them."""
-    from .quarantine import StateError, StationState
+    from .operations.batch.quarantine import StateError, StationState
 
     station = load_station(station_path)
     state = StationState.of(station)

@@ -71,9 +71,9 @@ backup_options = [
 def checked_backup_store(station, mode: str, force: bool):
     """The station's backup store, once the policy (``skip`` needs ``force``) and the store
     (writable) were checked: bad input, exit 2, before anything is touched."""
-    from .backups import BackupStore
-    from .operations import BadInput as OpBadInput
-    from .operations import prepare_backups
+    from .errors import BadInput as OpBadInput
+    from .operations.backups import BackupStore
+    from .operations.safeguards import prepare_backups
 
     store = BackupStore(station.backups)
     try:

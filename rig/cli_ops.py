@@ -81,7 +81,7 @@ class Context:
         self.board_type = self.station.board_of(slot)
 
     def store(self):
-        from .backups import BackupStore
+        from .operations.backups import BackupStore
 
         return BackupStore(self.station.backups)
 
@@ -148,7 +148,7 @@ def run_live(ctx: Context, report, as_json: bool, work) -> None:
     in; else the step the signal came in). Then the signal goes on: click's exit for Ctrl-C,
     128 + signal for SIGTERM/SIGHUP (``Terminated``).
     """
-    from .operations import explain_interruption
+    from .operations.safeguards import explain_interruption
     from .signals import Terminated
 
     try:
@@ -165,9 +165,9 @@ def run_live(ctx: Context, report, as_json: bool, work) -> None:
 def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = False) -> None:
     """Open the slot and a flasher session, run ``body(report, session, progress)``, report
     (an interrupted one too: :func:`run_live`)."""
-    from .flasher import FlasherSession
-    from .operations import explain_failure, explain_interruption
-    from .report import Report
+    from .operations.report import Report
+    from .operations.safeguards import explain_failure, explain_interruption
+    from .operations.session import FlasherSession
     from .signals import Terminated
 
     report = Report(name, ctx.slot.id)
@@ -211,7 +211,7 @@ def phase(progress, name):
 
 
 def backup_step(report, session, store, mode, meta, progress):
-    from .operations import ensure_backup
+    from .operations.safeguards import ensure_backup
 
     with report.step("backup") as step:
         check = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
@@ -220,8 +220,8 @@ def backup_step(report, session, store, mode, meta, progress):
 
 
 def resolve(specs, ctx: Context):
-    from .operations import BadInput as OpBadInput
-    from .operations import resolve_images
+    from .errors import BadInput as OpBadInput
+    from .operations.images import resolve_images
 
     try:
         return resolve_images(list(specs), ctx.board_type)
@@ -253,7 +253,7 @@ def identify_command(station_path, board_name, slot_id, as_json):
 )
 def dump_command(station_path, board_name, slot_id, as_json, out):
     """Dump the whole flash into the backup store as a verified backup (never overwritten)."""
-    from .operations import take_backup
+    from .operations.safeguards import take_backup
 
     ctx = Context(station_path, board_name, slot_id)
     store = checked_backup_store(ctx.station, "auto", False)
@@ -288,7 +288,8 @@ def dump_command(station_path, board_name, slot_id, as_json, out):
 )
 def erase_command(station_path, board_name, slot_id, as_json, backup_mode, force, region):
     """Erase the whole flash (or a region), after making sure a verified backup exists."""
-    from .operations import SECTOR, parse_offset
+    from .esp32 import SECTOR
+    from .operations.images import parse_offset
 
     ctx = Context(station_path, board_name, slot_id)
     if region:
@@ -345,7 +346,7 @@ def write_command(station_path, board_name, slot_id, as_json, backup_mode, force
 @click.argument("images", nargs=-1, required=True)
 def verify_command(station_path, board_name, slot_id, as_json, images):
     """Compare the chip's MD5 of each image's region with the image."""
-    from .operations import OperationError
+    from .errors import OperationError
 
     ctx = Context(station_path, board_name, slot_id)
     resolved = resolve(images, ctx)
@@ -365,8 +366,8 @@ def verify_command(station_path, board_name, slot_id, as_json, images):
 @click.argument("backup_id", required=False)
 def restore_command(station_path, board_name, slot_id, as_json, backup_id):
     """Write a backup of this board back (latest, or BACKUP_ID) with the fast path, verified."""
-    from .backups import BackupError
-    from .operations import OperationError
+    from .errors import OperationError
+    from .operations.backups import BackupError
 
     ctx = Context(station_path, board_name, slot_id)
     store = ctx.store()
@@ -412,8 +413,8 @@ def restore_command(station_path, board_name, slot_id, as_json, backup_id):
 @click.option("--mac", help="Only this board's backups.")
 def backups_command(station_path, as_json, mac):
     """List verified backups (newest last)."""
-    from .backups import BackupStore
     from .cli_common import print_rows
+    from .operations.backups import BackupStore
 
     station = load_station(station_path)
     store = BackupStore(station.backups)
@@ -475,8 +476,8 @@ def cycle_command(
 def cycle_live(ctx: Context, as_json: bool, store, images, **options):
     """:func:`rig.cycle.run_cycle` on the slot (``options``: its keywords); its report, which
     a stop signal prints before going on (:func:`run_live`)."""
-    from .cycle import run_cycle
-    from .report import Report
+    from .operations.cycle import run_cycle
+    from .operations.report import Report
 
     report = Report("cycle", ctx.slot.id)
 

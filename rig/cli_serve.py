@@ -83,7 +83,7 @@ def serve_command(
     """
     from .board.station import LiveStation
     from .hardware.safety import install_safety_net
-    from .serve import ServeError, SlotServer, is_loopback
+    from .operations.serve import ServeError, SlotServer, is_loopback
     from .signals import Terminated
 
     cfg = load_station(station_path)

@@ -70,9 +70,9 @@ from typing import Any
 
 import pytest
 
-from . import hil_core as hil
-from .flasher import WrongBoard
 from .hardware.safety import install_safety_net, safety_net_installed, uninstall_safety_net
+from .operations import hil
+from .operations.session import WrongBoard
 from .signals import Terminated
 
 # Board tests get at least this long under pytest-timeout unless --timeout is given: a 4 MB dump

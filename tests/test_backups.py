@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from rig.backups import BackupError, BackupStore
+from rig.operations.backups import BackupError, BackupStore
 
 MAC = "24:0a:c4:12:34:56"
 
@@ -60,7 +60,7 @@ def test_backups_are_never_overwritten(tmp_path, monkeypatch):
     first = save(store)
     original = first.path.read_bytes()
     # Same second, same content: the name would collide - it must fail, not replace.
-    import rig.backups as backups
+    import rig.operations.backups as backups
 
     stamp = first.path.stem.rsplit("-", 1)[0]
 

@@ -24,16 +24,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rig.backups import BackupStore, mac_dir
-from rig.batch import STEPS, BatchReport, Job, flash_board, is_transient, plan_batch
 from rig.board.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir, load_station
-from rig.flasher import FlashDefect, FlasherError, WrongBoard
+from rig.errors import OperationError, is_transient
 from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.synthetic import vendor_l7x_flash
-from rig.operations import OperationError
-from rig.quarantine import QuarantineEntry, StationState
+from rig.operations.backups import BackupStore, mac_dir
+from rig.operations.batch import STEPS, BatchReport, Job, flash_board, plan_batch
+from rig.operations.batch.quarantine import QuarantineEntry, StationState
+from rig.operations.fastwrite import FlashDefect
+from rig.operations.session import FlasherError, WrongBoard
 from rig.sim.efuse import format_mac, mac_from_seed
 
 pytestmark = pytest.mark.timeout(90)

@@ -8,11 +8,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rig.backups import BackupStore
 from rig.cli import main
 from rig.config import load_station
 from rig.hardware.safety import uninstall_safety_net
 from rig.images import synthetic
+from rig.operations.backups import BackupStore
 from rig.sim.efuse import format_mac, mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)

@@ -6,7 +6,7 @@ import threading
 
 from esptool.logger import log
 
-from rig.esplog import captured
+from rig.operations.esplog import captured
 
 
 def test_captured_sessions_nest_and_restore(capsys):
@@ -96,7 +96,7 @@ def test_two_flasher_sessions_in_threads_keep_their_own_log_lines(sim_station_co
     from esp_pylib.logger import EspLog
 
     from rig.board.station import LiveStation
-    from rig.flasher import FlasherSession
+    from rig.operations.session import FlasherSession
 
     original = EspLog.instance
     first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
@@ -148,7 +148,7 @@ def test_a_session_read_does_not_hex_format_the_bytes_it_reads(sim_station_confi
     from esptool import loader
 
     from rig.board.station import LiveStation
-    from rig.flasher import FlasherSession
+    from rig.operations.session import FlasherSession
 
     formatted: list[int] = []  # bytes handed to hexify, per call
     real = loader.hexify

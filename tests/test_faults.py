@@ -31,7 +31,7 @@ import serial
 from esptool.cmds import detect_chip, run_stub
 from soak import fault_matrix as M
 
-from rig.esplog import captured
+from rig.operations.esplog import captured
 from rig.sim import faults as F
 from rig.sim.efuse import mac_from_seed
 
@@ -302,8 +302,8 @@ def test_a_chip_hanging_after_as_many_resets_as_download_retries_is_still_reache
 
 def test_a_port_that_never_comes_back_is_named_in_the_final_error(sim_station_config):
     from rig.board.station import LiveStation
-    from rig.flasher import FlasherError, FlasherSession
     from rig.hardware.ports import PortSpec
+    from rig.operations.session import FlasherError, FlasherSession
 
     with LiveStation(sim_station_config()) as st:
         slot = st.open_slot("l7x-1")
@@ -344,8 +344,8 @@ def station_file(tmp_path: Path, faults: str = "", backups: Path | None = None) 
 
 
 def seed_l7x1_backup(root: Path) -> dict[str, str]:
-    from rig.backups import BackupStore
     from rig.images.synthetic import vendor_l7x_flash
+    from rig.operations.backups import BackupStore
 
     data = vendor_l7x_flash()
     mac = ":".join(f"{b:02x}" for b in mac_from_seed("l7x:l7x-1"))

@@ -11,14 +11,17 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from rig.backups import BackupStore
 from rig.board.station import LiveStation
 from rig.cli import main
-from rig.cycle import run_cycle
-from rig.flasher import FlasherSession, PartialWrite, WrongBoard
+from rig.errors import BadInput as BadImage
+from rig.errors import OperationError
 from rig.images import synthetic
-from rig.operations import BadInput as BadImage
-from rig.operations import OperationError, ensure_backup, resolve_images, take_backup
+from rig.operations.backups import BackupStore
+from rig.operations.cycle import run_cycle
+from rig.operations.fastwrite import PartialWrite
+from rig.operations.images import resolve_images
+from rig.operations.safeguards import ensure_backup, take_backup
+from rig.operations.session import FlasherSession, WrongBoard
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -238,8 +241,8 @@ def test_power_loss_mid_write_and_mid_read_are_recovered_automatically(station):
 
 
 def test_a_failed_write_names_the_unverified_range_and_the_way_back():
-    from rig.flasher import PartialWrite
-    from rig.operations import explain_failure
+    from rig.operations.fastwrite import PartialWrite
+    from rig.operations.safeguards import explain_failure
 
     err = PartialWrite(
         "l7x-2: write 0x10000+0x70000: No serial data received.; flash partly "
@@ -255,8 +258,8 @@ def test_a_failed_write_names_the_unverified_range_and_the_way_back():
 
 
 def test_a_backup_is_current_only_if_size_and_md5_match_the_whole_flash(tmp_path):
-    from rig.backups import Backup
-    from rig.operations import matches_chip
+    from rig.operations.backups import Backup
+    from rig.operations.safeguards import matches_chip
 
     md5 = hashlib.md5(b"\xff" * 0x400000).hexdigest()
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rig import hil_core as hil
 from rig.config import builtin_configs_dir
 from rig.hil_xdist import slot_in_nodeid
+from rig.operations import hil
 
 pytest_plugins = ["pytester"]
 
@@ -279,7 +279,7 @@ def test_{name}(esp):
 """,
     "board": """
 def test_{name}(board):
-    from rig import hil_core as hil
+    from rig.operations import hil
     assert hil.ensure_flash(board, {region}, b"\\x5a" * 4096) is not None  # it did write
 """,
 }
@@ -301,8 +301,8 @@ def kept_flash(tmp_path: Path, slot: str) -> bytes:
 def test_an_unmarked_test_that_writes_gets_a_backup_first_and_a_restore(
     pytester, sim, tmp_path, how
 ):
-    from rig.backups import BackupStore
     from rig.images.synthetic import vendor_l7x_flash
+    from rig.operations.backups import BackupStore
 
     pytester.makepyfile(writer(how, "writes_without_a_destructive_marker"))
     result = pytester.runpytest_subprocess(

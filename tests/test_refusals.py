@@ -21,11 +21,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from rig.backups import BackupStore
 from rig.cli import main
 from rig.cli_batch import flash_command
 from rig.hardware.safety import uninstall_safety_net
 from rig.images import synthetic
+from rig.operations.backups import BackupStore
 from rig.sim.efuse import Security, format_mac, mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)
@@ -143,7 +143,7 @@ def test_esptools_size_table_is_used(bench):
 
 def test_plugin_dump_refuses_an_unknown_size(sim_station_config):
     from rig.board.station import LiveStation
-    from rig.hil_core import dump_backup, flasher
+    from rig.operations.hil import dump_backup, flasher
 
     cfg = sim_station_config(**{SLOT: {"flash_id": UNKNOWN_ID}})
     store = BackupStore(cfg.backups)

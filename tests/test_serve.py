@@ -28,11 +28,11 @@ from esp_pylib.serial_reset import classic_bootloader_reset, hard_reset
 from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
-from rig.backups import BackupStore
 from rig.board.station import LiveStation
 from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.synthetic import vendor_l7x_flash
-from rig.serve import AutoResetDecoder, SlotServer
+from rig.operations.backups import BackupStore
+from rig.operations.serve import AutoResetDecoder, SlotServer
 from rig.sim.efuse import format_mac, mac_from_seed
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli_serve"]  # `rig serve` (the same click command)

@@ -10,8 +10,8 @@ from esptool.util import FatalError
 
 from rig.board.board import DownloadModeError
 from rig.board.station import LiveStation
-from rig.esplog import captured
 from rig.hardware.locks import SlotBusy
+from rig.operations.esplog import captured
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_run_boots_the_firmware_and_the_console_shows_its_banner(station):
 
 
 def test_a_bridge_without_2_mbaud_makes_the_ladder_fall_back(sim_station_config):
-    from rig.flasher import FlasherSession
+    from rig.operations.session import FlasherSession
 
     cfg = sim_station_config(**{"l7x-2": {"max_baud": 921600}})
     with LiveStation(cfg) as st:

@@ -19,9 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rig.errors import OperationError
 
-class BackupError(RuntimeError):
-    pass
+
+class BackupError(OperationError):
+    """A backup cannot be stored, found or read back intact; the message says which and where."""
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,17 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .backups import BackupStore
-from .flasher import FlasherSession
-from .operations import (
-    GENERIC_BOOT,
-    Image,
-    OperationError,
-    boot_check,
-    ensure_backup,
-    explain_failure,
-    explain_interruption,
-    firmware_in,
-)
-from .report import Report
-from .signals import Terminated
+from rig.board.station import LiveSlot
+from rig.errors import OperationError
+from rig.operations.backups import Backup, BackupStore
+from rig.operations.bootcheck import GENERIC_BOOT, boot_check
+from rig.operations.images import FlashImage, firmware_in
+from rig.operations.report import Report
+from rig.operations.safeguards import ensure_backup, explain_failure, explain_interruption
+from rig.operations.session import FlasherSession
+from rig.signals import Terminated
+
+__all__ = ["PhaseProgress", "run_cycle"]
 
 PhaseProgress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -35,9 +32,9 @@ def _progress(progress: PhaseProgress | None, phase: str):
 
 
 def run_cycle(
-    slot: Any,
+    slot: LiveSlot,
     store: BackupStore,
-    images: Sequence[Image],
+    images: Sequence[FlashImage],
     *,
     console_pattern: str,
     keep: bool = False,
@@ -116,7 +113,13 @@ def run_cycle(
     return report
 
 
-def _restore(report: Report, slot: Any, session: FlasherSession, backup, progress) -> None:
+def _restore(
+    report: Report,
+    slot: LiveSlot,
+    session: FlasherSession,
+    backup: Backup,
+    progress: PhaseProgress | None,
+) -> None:
     """Write ``backup`` back through ``session`` (not yet connected), verify it, boot it."""
     board = slot.board
     data = backup.read()

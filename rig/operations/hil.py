@@ -3,7 +3,7 @@
 The pytest plugin (:mod:`rig.pytest_plugin`) wraps these in fixtures; a script, a notebook or
 another test runner can use them directly::
 
-    from rig import hil_core as hil
+    from rig.operations import hil
 
     sel = hil.select(boards=["l7x"], slots=["l7x-1"])
     with hil.open_station(sel) as station:
@@ -26,35 +26,36 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import esptool
 
-from . import __version__, config
-from .backups import Backup, BackupStore
-from .board.station import LiveSlot, LiveStation
-from .flasher import FlasherSession, Identity, WriteStats
-from .operations import (
-    GENERIC_BOOT,
-    BootCheck,
-    Image,
-    OperationError,
-    boot_check,
-    current_backup,
-    firmware_in,
-    resolve_images,
+from rig import __version__, config
+from rig.board.station import LiveSlot, LiveStation
+from rig.errors import OperationError
+from rig.operations.artifacts import Artifacts, safe_name
+from rig.operations.backups import Backup, BackupStore
+from rig.operations.bootcheck import GENERIC_BOOT, BootCheck, boot_check
+from rig.operations.fastwrite import WriteStats
+from rig.operations.images import FlashImage, firmware_in, resolve_images
+from rig.operations.safeguards import current_backup
+from rig.operations.selection import (
+    Selection,
+    SelectionError,
+    known_boards,
+    parse_names,
+    select,
 )
+from rig.operations.session import FlasherSession, Identity
 
 __all__ = [
     "Artifacts",
     "DumpResult",
-    "Image",
+    "FlashImage",
     "Selection",
     "SelectionError",
     "SlotState",
@@ -74,166 +75,14 @@ __all__ = [
     "open_station",
     "original_firmware",
     "parse_names",
+    "safe_name",
     "select",
     "split_chip",
     "write_verified",
 ]
 
 
-# -- selection -------------------------------------------------------------------------------------
-class SelectionError(ValueError):
-    """Bad ``--board`` / ``--slot`` / ``--station`` / ``--firmware`` input (nothing touched)."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The station to use (with ``--backups`` and ``--firmware`` applied) and its chosen slots."""
-
-    station: config.Station
-    slots: tuple[config.Slot, ...]
-    boards: tuple[str, ...]  # the board types selected (in --board order, else slot order)
-    overrides: tuple[tuple[str, str, Path], ...] = ()  # (board type, firmware name, file)
-
-    @property
-    def backups(self) -> Path:
-        return Path(self.station.backups)
-
-    @property
-    def slot_ids(self) -> tuple[str, ...]:
-        return tuple(s.id for s in self.slots)
-
-    def board_type(self, slot: config.Slot | str) -> config.BoardType:
-        return self.station.board_of(slot)
-
-    def describe(self) -> str:
-        where = self.station.source or "embedded"
-        slots = ", ".join(f"{s.id} ({s.board})" for s in self.slots)
-        return f"station {self.station.name} ({where}); slots: {slots}; backups: {self.backups}"
-
-
-def parse_names(values: Iterable[str] | None) -> list[str]:
-    """``["l7x,esp32-devkitc", "l7x"]`` -> ``["l7x", "esp32-devkitc"]`` (order kept, no repeats)."""
-    names: list[str] = []
-    for value in values or ():
-        for name in value.split(","):
-            name = name.strip()
-            if name and name not in names:
-                names.append(name)
-    return names
-
-
-def known_boards(station: config.Station) -> list[str]:
-    """Every board type this station can name: its own, the shipped ones, a local boards dir."""
-    names = set(station.boards)
-    with contextlib.suppress(config.ConfigError):
-        names |= set(config.load_boards(config.board_dirs_for(station.source)))
-    return sorted(names)
-
-
-def _slot_list(station: config.Station) -> str:
-    return ", ".join(f"{s.id} ({s.board})" for s in station.slots)
-
-
-def select(
-    *,
-    boards: Iterable[str] = (),
-    slots: Iterable[str] = (),
-    station_path: str | os.PathLike[str] | None = None,
-    backups: str | os.PathLike[str] | None = None,
-    firmware: Iterable[str] = (),
-) -> Selection:
-    """Validate a selection: board type names (``"a,b"`` allowed), slot ids, ``NAME=FILE``
-    firmware overrides. No board and no slot selects every slot of the station.
-
-    Raises :class:`SelectionError` with a message naming what is known.
-    """
-    try:
-        station = config.station_from_env(station_path)
-    except config.ConfigError as err:
-        raise SelectionError(f"station config: {err.report()}") from None
-    board_names = parse_names(boards)
-    slot_ids = parse_names(slots)
-    known = known_boards(station)
-    for name in board_names:
-        if name not in known:
-            raise SelectionError(
-                f"unknown board {name!r} (known boards: {', '.join(known) or 'none'})"
-            )
-        if not any(s.board == name for s in station.slots):
-            raise SelectionError(
-                f"station {station.name} has no {name} slot (slots: {_slot_list(station)})"
-            )
-    ids = [s.id for s in station.slots]
-    for slot_id in slot_ids:
-        if slot_id not in ids:
-            raise SelectionError(
-                f"no slot {slot_id!r} in station {station.name} (slots: {_slot_list(station)})"
-            )
-        board = station.slot(slot_id).board
-        if board_names and board not in board_names:
-            raise SelectionError(
-                f"slot {slot_id} holds a board of type {board}, not {' or '.join(board_names)}"
-            )
-    chosen = [
-        s
-        for s in station.slots
-        if (not slot_ids or s.id in slot_ids) and (not board_names or s.board in board_names)
-    ]
-    chosen_boards = tuple(board_names) or tuple(dict.fromkeys(s.board for s in chosen))
-    update: dict[str, Any] = {}
-    if backups is not None:
-        update["backups"] = Path(os.path.expanduser(os.fspath(backups))).resolve()
-    overrides = _firmware_overrides(station, chosen_boards, firmware)
-    if overrides:
-        update["boards"] = _apply_overrides(station.boards, overrides)
-    if update:
-        station = station.model_copy(update=update)
-    return Selection(station, tuple(chosen), chosen_boards, tuple(overrides))
-
-
-def _firmware_overrides(
-    station: config.Station, boards: Sequence[str], specs: Iterable[str]
-) -> list[tuple[str, str, Path]]:
-    out: list[tuple[str, str, Path]] = []
-    for spec in specs or ():
-        name, sep, file = spec.partition("=")
-        name, file = name.strip(), file.strip()
-        if not sep or not name or not file:
-            raise SelectionError(f"--firmware takes NAME=FILE (got {spec!r})")
-        path = Path(os.path.expanduser(file)).resolve()
-        if not path.is_file():
-            raise SelectionError(f"--firmware {name}={file}: no such file")
-        hits = [b for b in boards if any(fw.name == name for fw in station.boards[b].firmware)]
-        if not hits:
-            catalogs = "; ".join(
-                f"{b}: {', '.join(fw.name for fw in station.boards[b].firmware) or 'none'}"
-                for b in boards
-            )
-            raise SelectionError(f"--firmware: no firmware {name!r} in the catalog ({catalogs})")
-        out += [(board, name, path) for board in hits]
-    return out
-
-
-def _apply_overrides(
-    boards: dict[str, config.BoardType], overrides: Sequence[tuple[str, str, Path]]
-) -> dict[str, config.BoardType]:
-    """Board types whose catalog entries point at the override files (sha256 taken from them;
-    offset and console pattern kept)."""
-    out = dict(boards)
-    for board_name, name, path in overrides:
-        board = out[board_name]
-        entries = []
-        for fw in board.firmware:
-            if fw.name == name:
-                fields = fw.model_dump()
-                fields["file"] = str(path)
-                fields["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-                fw = config.Firmware.model_validate(fields)
-            entries.append(fw)
-        out[board_name] = board.model_copy(update={"firmware": tuple(entries)})
-    return out
-
-
+# -- the selection's station, store and backup metadata ------------------------------------------
 def open_station(selection: Selection) -> LiveStation:
     """A live station over the selection's (overridden) config; close it to release all."""
     return LiveStation(selection.station)
@@ -334,7 +183,7 @@ class DumpResult:
 
 @dataclass(frozen=True)
 class WriteResult:
-    image: Image
+    image: FlashImage
     stats: WriteStats
     transfer: Transfer  # bytes actually sent, and the time of the whole verified write
 
@@ -394,14 +243,14 @@ def erase_and_check(session: FlasherSession) -> tuple[bool, str]:
     return chip_md5 == blank_md5(size), chip_md5
 
 
-def catalog_image(board_type: config.BoardType, name: str) -> Image:
+def catalog_image(board_type: config.BoardType, name: str) -> FlashImage:
     """A catalog firmware as a checked image (file, sha256, alignment, fit, chip type)."""
     (image,) = resolve_images([name], board_type)
     return image
 
 
 def write_verified(
-    session: FlasherSession, image: Image, progress: Callable[[int, int], None] | None = None
+    session: FlasherSession, image: FlashImage, progress: Callable[[int, int], None] | None = None
 ) -> WriteResult:
     """Verified fast write of ``image``, then a separate verify of it by the chip's MD5."""
     t0 = time.monotonic()
@@ -446,88 +295,3 @@ def boot(slot: LiveSlot, pattern: str, timeout: float | None = None) -> BootChec
         return boot_check(slot.board, pattern, timeout)
     finally:
         slot.relays.release_all()
-
-
-# -- artifacts ---------------------------------------------------------------------------------
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-def safe_name(text: str, limit: int = 150) -> str:
-    name = _UNSAFE.sub("_", text).strip("_.") or "test"
-    if len(name) > limit:
-        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-        name = f"{name[: limit - 9]}-{digest}"
-    return name
-
-
-@dataclass
-class Artifacts:
-    """One test's artifacts directory: ``console.log``, ``esptool.log``, ``relays.log``,
-    ``notes.txt`` (the dump's path and other facts). Created on first use."""
-
-    dir: Path
-    sessions: list[FlasherSession] = field(default_factory=list)
-    notes: dict[str, str] = field(default_factory=dict)
-    relay_log: Any = None  # a RelayLog: events after ``relay_start`` go to relays.log
-    relay_start: int = 0
-
-    def _ensure(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        return self.dir
-
-    def track(self, session: FlasherSession) -> None:
-        """Collect this flasher session's esptool log lines."""
-        self.sessions.append(session)
-
-    def watch_relays(self, relays: Any) -> None:
-        """Record the slot's relay actions from now on (``relays``: a RelayBank)."""
-        for relay in relays:
-            self.relay_log = relay.log
-            self.relay_start = len(relay.log.events)
-            break
-
-    def console(self, text: str, title: str = "") -> Path:
-        path = self._ensure() / "console.log"
-        with path.open("a", encoding="utf-8") as f:
-            if title:
-                f.write(f"----- {title} -----\n")
-            f.write(text if text.endswith("\n") or not text else text + "\n")
-        return path
-
-    def note(self, key: str, value: Any) -> None:
-        self.notes[key] = str(value)
-        self.flush()
-
-    def flush(self) -> None:
-        """Write what is known so far (safe to call repeatedly)."""
-        if not (self.sessions or self.notes or self.relay_log is not None):
-            return
-        self._ensure()
-        if self.sessions:
-            parts = []
-            for n, session in enumerate(self.sessions, 1):
-                parts.append(f"----- flasher session {n} ({session.board.slot_id}) -----")
-                parts.extend(session.log_lines)
-            (self.dir / "esptool.log").write_text("\n".join(parts) + "\n", encoding="utf-8")
-        if self.notes:
-            text = "".join(f"{k}: {v}\n" for k, v in self.notes.items())
-            (self.dir / "notes.txt").write_text(text, encoding="utf-8")
-        if self.relay_log is not None:
-            events = self.relay_log.events[self.relay_start :]
-            t0 = events[0].t if events else 0.0
-            lines = [f"{e.t - t0:9.3f} s  {e.slot}:{e.role} {e.action}" for e in events]
-            (self.dir / "relays.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def summary(self, tail: int = 12) -> str:
-        """What a failure report shows: the directory, notes, and the tails of the logs."""
-        self.flush()
-        lines = [f"artifacts: {self.dir}"]
-        lines += [f"{k}: {v}" for k, v in self.notes.items()]
-        for name in ("console.log", "esptool.log", "relays.log"):
-            path = self.dir / name
-            if not path.is_file():
-                continue
-            content = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            lines.append(f"{name} (last {min(tail, len(content))} of {len(content)} lines):")
-            lines += [f"  | {line}" for line in content[-tail:]]
-        return "\n".join(lines)

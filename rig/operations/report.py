@@ -1,4 +1,9 @@
-"""Step-by-step reports: what ran, how long it took, what it found; as a table or as JSON."""
+"""Step-by-step reports: what ran, how long it took, what it found; data and JSON.
+
+Data only, as labgrid keeps ``step.py`` apart from its reporters: the command line renders a
+report as a table (:func:`rig.cli.render.report_table`); the pytest plugin and the batch runner
+keep its steps as dicts.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from typing import Any
 
 
 @dataclass
-class Step:
+class ReportStep:
+    """One step: its name, whether it completed, its time, a line for people, data for JSON."""
+
     name: str
     ok: bool = False
     seconds: float = 0.0
@@ -20,18 +27,20 @@ class Step:
 
 @dataclass
 class Report:
+    """What an operation on one slot did, step by step (``ok``: it completed)."""
+
     operation: str
     slot: str
     mac: str = ""
     ok: bool = False
     error: str = ""
-    steps: list[Step] = field(default_factory=list)
+    steps: list[ReportStep] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager
     def step(self, name: str):
         """Time a step; an exception marks it failed (and propagates)."""
-        step = Step(name)
+        step = ReportStep(name)
         self.steps.append(step)
         t0 = time.monotonic()
         try:
@@ -49,21 +58,3 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, default=str)
-
-    def table(self):
-        from rich.table import Table
-
-        title = f"{self.operation} {self.slot}" + (f" ({self.mac})" if self.mac else "")
-        table = Table(title=title)
-        table.add_column("step", no_wrap=True)
-        table.add_column("result", no_wrap=True)
-        table.add_column("time", justify="right", no_wrap=True)
-        table.add_column("detail")
-        for step in self.steps:
-            table.add_row(
-                step.name,
-                "[green]ok[/]" if step.ok else "[red]FAILED[/]",
-                f"{step.seconds:.2f} s",
-                step.detail,
-            )
-        return table

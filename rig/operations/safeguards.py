@@ -1,135 +1,43 @@
-"""The rig's operations on one slot: images to write, backups before anything destructive,
-boot checks. The CLI, the cycle, the batch runner and the pytest plugin all go through these.
+"""The backup policy of every destructive step: no erase or write without a verified, *current*
+backup of the board's MAC, unless the user forces it.
 
-Bad input is rejected before any relay moves: :func:`resolve_images` checks files, sha256,
-alignment, fit and chip type; :func:`prepare_backups` checks the store is writable.
+:func:`prepare_backups` checks the policy and the store before the board is touched (bad input,
+exit 2); :func:`ensure_backup` finds a backup that holds what the chip holds now (the chip's MD5
+of its whole flash: :func:`matches_chip`) or takes one (:func:`take_backup`), or refuses
+(``require``); :func:`explain_failure` and :func:`explain_interruption` say what state a failed or
+interrupted operation left the flash in, and the way back.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import esptool
 
-from . import __version__
-from .backups import Backup, BackupError, BackupStore
-from .flasher import FlasherSession, Progress
-from .images.esp_image import ImageError, parse_image
+from rig import __version__
+from rig.errors import BadInput, OperationError
+from rig.operations.backups import Backup, BackupError, BackupStore
+from rig.operations.fastwrite import PartialWrite, Progress, describe_ranges
+from rig.operations.report import Report
+from rig.operations.session import FlasherSession
 
-SECTOR = 0x1000
-ESP32_CHIP_ID = 0  # esp_image_header_t.chip_id for the original ESP32
+__all__ = [
+    "BACKUP_MODES",
+    "BackupCheck",
+    "current_backup",
+    "ensure_backup",
+    "explain_failure",
+    "explain_interruption",
+    "matches_chip",
+    "prepare_backups",
+    "take_backup",
+]
+
 BACKUP_MODES = ("auto", "require", "skip")
 
 
-class BadInput(ValueError):
-    """Rejected before the board was touched."""
-
-
-class OperationError(RuntimeError):
-    """An operation on the board failed; the message says what state it is in."""
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    offset: int
-    data: bytes
-    source: str
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def end(self) -> int:
-        return self.offset + len(self.data)
-
-
-def parse_offset(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise BadInput(f"bad offset {text!r} (use e.g. 0x10000)") from None
-
-
-def resolve_images(specs: list[str], board_type: Any) -> list[Image]:
-    """Catalog names or ``FILE@OFFSET`` -> checked images, sorted by offset."""
-    if not specs:
-        raise BadInput("nothing to write: name a catalog firmware or FILE@OFFSET")
-    images = []
-    for spec in specs:
-        if "@" in spec:
-            file, _, offset_text = spec.rpartition("@")
-            path = Path(file)
-            if not path.is_file():
-                raise BadInput(f"{file}: no such file")
-            images.append(Image(path.name, parse_offset(offset_text), path.read_bytes(), file))
-            continue
-        fw = next((f for f in board_type.firmware if f.name == spec), None)
-        if fw is None:
-            known = ", ".join(f.name for f in board_type.firmware) or "none"
-            raise BadInput(
-                f"no firmware {spec!r} in the {board_type.name} catalog (known: {known})"
-            )
-        data = Path(fw.file).read_bytes()
-        if hashlib.sha256(data).hexdigest() != fw.sha256:
-            raise BadInput(f"{fw.file}: sha256 does not match the catalog entry {fw.name!r}")
-        images.append(Image(fw.name, fw.offset, data, str(fw.file)))
-    images.sort(key=lambda i: i.offset)
-    for image in images:
-        check_image(image, board_type.flash_size)
-    for a, b in zip(images, images[1:], strict=False):
-        if b.offset < a.end:
-            raise BadInput(
-                f"{a.name} ({a.offset:#x}-{a.end:#x}) overlaps {b.name} at {b.offset:#x}"
-            )
-    return images
-
-
-def check_image(image: Image, flash_size: int) -> None:
-    if image.offset % SECTOR:
-        raise BadInput(f"{image.name}: offset {image.offset:#x} is not 4 KB aligned")
-    if not image.data:
-        raise BadInput(f"{image.name}: empty file")
-    if image.end > flash_size:
-        raise BadInput(
-            f"{image.name}: {len(image.data)} bytes at {image.offset:#x} end at {image.end:#x}, "
-            f"past the {flash_size // 0x100000} MB flash"
-        )
-    for at, parsed in esp_images_in(image.data, image.offset):
-        if parsed is None:
-            raise BadInput(f"{image.name}: the ESP image at {at:#x} is not valid")
-        if parsed.chip_id != ESP32_CHIP_ID:
-            raise BadInput(
-                f"{image.name}: the image header at {at:#x} says chip id {parsed.chip_id}, not "
-                f"ESP32 ({ESP32_CHIP_ID}); it is built for another chip"
-            )
-
-
-# Where ESP-IDF puts images: the second-stage bootloader, and the first app partition.
-IMAGE_OFFSETS = (0x1000, 0x10000)
-
-
-def esp_images_in(data: bytes, offset: int) -> list[tuple[int, Any]]:
-    """``(flash address, parsed image or None if invalid)`` for every ESP image (magic 0xE9)
-    that ``data``, written at ``offset``, puts at its start or at a bootloader/app address."""
-    found = []
-    for at in sorted({offset, *IMAGE_OFFSETS}):
-        rel = at - offset
-        if 0 <= rel < len(data) and data[rel] == 0xE9:
-            try:
-                found.append((at, parse_image(data[rel:])))
-            except ImageError:
-                found.append((at, None))
-    return found
-
-
-# -- backups ----------------------------------------------------------------------------------
 def prepare_backups(store: BackupStore, mode: str, force: bool) -> None:
     """Validate the backup policy and the store before the board is touched."""
     if mode not in BACKUP_MODES:
@@ -265,8 +173,6 @@ def ensure_backup(
 
 def explain_failure(err: Exception, slot_id: str, backup_id: str | None) -> str:
     """One error that names the fault and the board's state, and the way back."""
-    from .flasher import PartialWrite
-
     text = str(err)
     if isinstance(err, PartialWrite):
         text += _way_back(slot_id, backup_id)
@@ -275,7 +181,7 @@ def explain_failure(err: Exception, slot_id: str, backup_id: str | None) -> str:
 
 def explain_interruption(
     stop: BaseException,
-    report: Any,
+    report: Report,
     writing: tuple[int, int] | None,
     slot_id: str,
     backup_id: str | None,
@@ -284,8 +190,6 @@ def explain_interruption(
     interrupted - the report's last step - and, if a write was cut short (``writing``: the
     session's range not yet verified), the unverified range and the way back. Said once the
     ``with`` blocks have released the relays, which is why the text can say so."""
-    from .flasher import describe_ranges
-
     what = "interrupted (SIGINT)" if isinstance(stop, KeyboardInterrupt) else str(stop)
     step = report.steps[-1].name if report.steps else "connect"
     text = f"{what} during {step}; relays released"
@@ -299,44 +203,3 @@ def _way_back(slot_id: str, backup_id: str | None) -> str:
     if backup_id is None:
         return "; no backup of this board was taken"
     return f"; verified backup {backup_id} exists: run `rig restore --slot {slot_id}`"
-
-
-# -- boot check -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BootCheck:
-    ok: bool
-    pattern: str
-    seconds: float
-    console: str
-
-
-def boot_check(board: Any, pattern: str, timeout: float | None = None) -> BootCheck:
-    """Boot the firmware (``run`` sequence) and wait for ``pattern`` on the console."""
-    timeout = timeout or board.type.boot_timeout
-    t0 = time.monotonic()
-    with board.console() as ser:
-        board.run()
-        seen, text = board.expect(ser, pattern, timeout)
-    return BootCheck(seen, pattern, time.monotonic() - t0, text)
-
-
-def firmware_in(flash: bytes, board_type: Any) -> Any | None:
-    """The catalog firmware whose app is the app in ``flash`` (e.g. a backup of the whole chip).
-
-    Apps are compared image by image (header to checksum and digest), so NVS data, SPIFFS and
-    0xFF padding around them do not matter.
-    """
-    apps = {at: flash[at : at + img.length] for at, img in esp_images_in(flash, 0) if img}
-    for fw in board_type.firmware:
-        data = Path(fw.file).read_bytes()
-        for at, img in esp_images_in(data, fw.offset):
-            rel = at - fw.offset
-            is_app = img and at in apps and at != IMAGE_OFFSETS[0]  # not the shared bootloader
-            if is_app and apps[at] == data[rel : rel + img.length]:
-                return fw
-    return None
-
-
-# A firmware that boots prints IDF's app start; one that does not, the ROM's complaints.
-GENERIC_BOOT = r"(cpu_start|app_start): (Pro cpu start|Project name)"
-BOOT_FAILURE = re.compile(r"invalid header|csum err|flash read err|No bootable app")

@@ -11,81 +11,45 @@ against flashing the wrong board by checking the MAC on every connect.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from esptool.cmds import (
-    ADESTO_VENDOR_ID,
-    attach_flash,
-    detect_chip,
-    detect_flash_size,
-    run_stub,
-    write_flash,
-)
+from esptool.cmds import ADESTO_VENDOR_ID, attach_flash, detect_chip, detect_flash_size, run_stub
 from esptool.util import FatalError, flash_size_bytes
 
-from .board.board import Board, DownloadModeError
-from .esplog import captured
+from rig.board.board import DownloadModeError
+from rig.board.protocols import BoardHandle
+from rig.esp32 import MB, ROM_BAUD, format_mac
+from rig.operations import fastwrite
+from rig.operations.errors import (
+    FlasherError,
+    FlashSizeError,
+    Refused,
+    SecurityEnabled,
+    WrongBoard,
+)
+from rig.operations.esplog import captured
+from rig.operations.fastwrite import Progress, WriteStats
 
-Progress = Callable[[int, int], None]  # (done, total)
+__all__ = [
+    "FlashSizeError",
+    "FlasherError",
+    "FlasherSession",
+    "Identity",
+    "Refused",
+    "SecurityEnabled",
+    "WrongBoard",
+    "megabytes",
+    "security_features",
+]
 
-ROM_BAUD = 115200
-MD5_BLOCK = 0x10000  # first pass of the verified fast write: 64 KB blocks ...
-MD5_SECTOR = 0x1000  # ... then 4 KB sectors inside the blocks that differ
 READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
 # Transfers that may fail at one rate before the session stops using it. One failure is as
 # likely a one-off (a bumped cable, a brown-out) as the rate; a second at the same rate points at
 # a link that is marginal there (slow edges on a long cable, a bridge's sampling error: worse the
 # shorter the bit cell), which the next lower rung of the ladder usually carries cleanly.
 STEP_DOWN_AFTER = 2
-# esptool's write_flash verifies by MD5 itself; these are its words for "the data did not stick".
-ESPTOOL_VERIFY_FAILURES = ("MD5 of file does not match", "Write failed, the written flash")
-MB = 0x100000
-
-
-class FlasherError(RuntimeError):
-    """An esptool session failed; the message says what and on which board."""
-
-
-class WrongBoard(FlasherError):
-    """The chip on the port is not the board this operation was started for."""
-
-
-class Refused(RuntimeError):
-    """The session will not do this to the board: it could destroy data that no backup covers.
-
-    Not a fault of the link: reconnecting or retrying cannot change the answer, so this is not a
-    :class:`FlasherError` (which the session and the batch runner retry)."""
-
-
-class FlashSizeError(Refused):
-    """The flash size is unknown, or not the board type's: a dump would be empty or partial."""
-
-
-class SecurityEnabled(Refused):
-    """Flash encryption or secure boot is enabled in the chip's eFuses, and nothing forced it."""
-
-
-class PartialWrite(FlasherError):
-    """A write gave up with part of the image unverified; ``unverified`` holds the ranges."""
-
-    def __init__(self, message: str, unverified: list[tuple[int, int]]) -> None:
-        super().__init__(message)
-        self.unverified = unverified
-
-
-class FlashDefect(PartialWrite):
-    """The link worked every time, but the same range never verified: the flash itself does
-    not keep what is programmed there (a bad or worn sector)."""
-
-
-class _VerifyMismatch(FlasherError):
-    """Written without a link error, but the chip's MD5 still differs."""
-
-
-def describe_ranges(ranges: list[tuple[int, int]]) -> str:
-    return ", ".join(f"{start:#x}-{end - 1:#x}" for start, end in ranges) or "nothing"
 
 
 @dataclass(frozen=True)
@@ -123,17 +87,6 @@ class Identity:
         return {**asdict(self), "manufacturer": self.manufacturer, "device": self.device}
 
 
-@dataclass
-class WriteStats:
-    written: int = 0  # bytes sent to the chip
-    skipped: int = 0  # bytes already equal on the chip (checked by MD5, never assumed)
-    regions: int = 0
-
-
-def normalise_mac(mac: str) -> str:
-    return mac.strip().lower().replace("-", ":")
-
-
 def megabytes(size: int) -> str:
     return f"{size / MB:g} MB"
 
@@ -156,7 +109,7 @@ class FlasherSession:
 
     def __init__(
         self,
-        board: Board,
+        board: BoardHandle,
         *,
         bauds: Sequence[int] | None = None,
         expected_mac: str | None = None,
@@ -177,9 +130,9 @@ class FlasherSession:
         self._reconnect_error: FlasherError | None = None
         self.writing: tuple[int, int] | None = None  # the range of a write not yet verified
         self.bauds = list(bauds if bauds is not None else board.type.serial.bauds)
-        self.expected_mac = normalise_mac(expected_mac) if expected_mac else None
+        self.expected_mac = format_mac(expected_mac) if expected_mac else None
         self.connect_attempts = connect_attempts
-        self.esp = None
+        self.esp: Any = None
         self.identity: Identity | None = None
         self.log_lines: list[str] = []
         self.progress: Progress | None = None
@@ -239,7 +192,7 @@ class FlasherSession:
                     raise
         self.esp = esp
         with self._esptool():
-            mac = ":".join(f"{b:02x}" for b in esp.read_mac())
+            mac = format_mac(bytes(esp.read_mac()))
             if self.expected_mac and mac != self.expected_mac:
                 raise WrongBoard(
                     f"{self.board.slot_id}: the board on {self.port} has MAC {mac}, expected "
@@ -315,10 +268,10 @@ class FlasherSession:
             except FlasherError as err:
                 if attempt == self.retries:
                     raise
-                self._recover(f"{what}: {err}", attempt, err)
+                self.recover(f"{what}: {err}", attempt, err)
         raise AssertionError("unreachable")
 
-    def _recover(self, what: str, attempt: int, err: FlasherError) -> None:
+    def recover(self, what: str, attempt: int, err: FlasherError) -> None:
         """Note the failure, wait (``backoff``, doubled per attempt), reconnect - one rung down
         the baud ladder if transfers keep failing at this rate. A failed reconnect is noted too
         (and named by the next attempt); a wrong board is fatal."""
@@ -337,7 +290,7 @@ class FlasherSession:
         :data:`STEP_DOWN_AFTER`-th, drop that rate and the faster ones from the ladder, so the
         reconnect starts one rung lower. Not counted: a write that went through but did not
         verify (the link was fine) and a failure without a connection (a failed reconnect)."""
-        if isinstance(err, _VerifyMismatch) or self.esp is None or self.identity is None:
+        if fastwrite.is_verify_mismatch(err) or self.esp is None or self.identity is None:
             return
         baud = self.identity.baud
         failures = self._failures_at[baud] = self._failures_at.get(baud, 0) + 1
@@ -349,7 +302,7 @@ class FlasherSession:
             f"baud: {failures} transfers failed at {baud} baud; reconnecting at {lower[0]}"
         )
 
-    def _call(self, what: str, fn):
+    def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         """One esptool call, its errors turned into FlasherError naming the board."""
         esp = self._require()
         try:
@@ -391,7 +344,7 @@ class FlasherSession:
         self.require_flash_size()
         if self.force_erase:
             return
-        found = self._recovering("eFuses", lambda: self._call("eFuses", security_features))
+        found = self._recovering("eFuses", lambda: self.call("eFuses", security_features))
         if found:
             raise SecurityEnabled(
                 f"{self.board.slot_id}: {what} refused: "
@@ -417,7 +370,7 @@ class FlasherSession:
             parts.append(
                 self._recovering(
                     what,
-                    lambda s=start, n=size, w=what, cb=on_block: self._call(
+                    lambda s=start, n=size, w=what, cb=on_block: self.call(
                         w, lambda esp: esp.read_flash(s, n, cb)
                     ),
                 )
@@ -427,122 +380,30 @@ class FlasherSession:
     def md5(self, offset: int, length: int) -> str:
         what = f"MD5 {offset:#x}+{length:#x}"
         return self._recovering(
-            what, lambda: self._call(what, lambda esp: esp.flash_md5sum(offset, length))
+            what, lambda: self.call(what, lambda esp: esp.flash_md5sum(offset, length))
         )
 
     def erase_chip(self) -> None:
         self._check_erasable("chip erase")
         self._recovering(
-            "chip erase", lambda: self._call("chip erase", lambda esp: esp.erase_flash())
+            "chip erase", lambda: self.call("chip erase", lambda esp: esp.erase_flash())
         )
 
     def erase_region(self, offset: int, size: int) -> None:
         what = f"erase {offset:#x}+{size:#x}"
         self._check_erasable(what)
-        self._recovering(what, lambda: self._call(what, lambda esp: esp.erase_region(offset, size)))
+        self._recovering(what, lambda: self.call(what, lambda esp: esp.erase_region(offset, size)))
 
+    # -- the verified fast write (rig.operations.fastwrite) -------------------------------------
     def write(self, offset: int, data: bytes, progress: Progress | None = None) -> WriteStats:
-        """Verified fast write: MD5 the chip per block, write only what differs, verify all.
-
-        Blocks are compared by the chip's own MD5 (64 KB, refined to 4 KB sectors where a block
-        differs), never by what we believe was written before. After a failure the session
-        reconnects and compares again, so the write resumes from the last verified block. Every
-        written run and finally the whole image are checked against the chip's MD5.
-        """
-        self.require_flash_size()
-        stats = WriteStats()
-        self.writing = (offset, offset + len(data))
-        first_scan = True
-        mismatches: list[list[tuple[int, int]]] = []  # what stayed wrong after each clean write
-        for attempt in range(self.retries + 1):
-            try:
-                runs = self.differing_runs(offset, data)
-                if first_scan:
-                    stats.skipped = len(data) - sum(len(c) for _, c in runs)
-                    first_scan = False
-                self._write_runs(runs, stats, progress)
-                if self.md5(offset, len(data)) != hashlib.md5(data).hexdigest():
-                    raise _VerifyMismatch(
-                        f"{self.board.slot_id}: {offset:#x}+{len(data):#x} does not match the "
-                        "image after writing (chip MD5 differs)"
-                    )
-                self.writing = None
-                return stats
-            except WrongBoard:
-                raise
-            except FlasherError as err:
-                if isinstance(err, _VerifyMismatch):
-                    mismatches.append(self._unverified(offset, data))
-                if attempt == self.retries:
-                    unverified = self._unverified(offset, data)
-                    text = f"{err}; flash partly written: {describe_ranges(unverified)} unverified"
-                    if len(mismatches) == attempt + 1 and all(m == unverified for m in mismatches):
-                        raise FlashDefect(
-                            f"{text}; every write went through but {describe_ranges(unverified)} "
-                            "never verified: the flash does not keep what is programmed there "
-                            "(bad or worn sector), and a restore will fail there too",
-                            unverified,
-                        ) from err
-                    raise PartialWrite(text, unverified) from err
-                self._recover(f"write: {err}", attempt, err)
-        raise AssertionError("unreachable")
-
-    def _write_runs(self, runs, stats: WriteStats, progress: Progress | None) -> None:
-        total = sum(len(chunk) for _, chunk in runs)
-        done = 0
-        for run_offset, chunk in runs:
-            if progress is not None:
-                # esptool reports compressed bytes; scale them onto this run's share.
-                def run_progress(d: int, t: int, base: int = done, size: int = len(chunk)) -> None:
-                    progress(base + d * size // max(t, 1), total)
-
-                self.progress = run_progress
-            try:
-                self._call(
-                    f"write {run_offset:#x}+{len(chunk):#x}",
-                    lambda esp, o=run_offset, c=chunk: write_flash(esp, [(o, c)], compress=True),
-                )
-            except FlasherError as err:
-                if any(text in str(err) for text in ESPTOOL_VERIFY_FAILURES):
-                    raise _VerifyMismatch(str(err)) from err  # written, but did not stick
-                raise
-            finally:
-                self.progress = None
-            done += len(chunk)
-            stats.written += len(chunk)
-            stats.regions += 1
-        if progress is not None:
-            progress(total, total)
-
-    def _unverified(self, offset: int, data: bytes) -> list[tuple[int, int]]:
-        """The ranges that do not (or cannot now) be shown to match ``data`` (one look, no
-        further recovery: the caller is giving up)."""
-        retries, self.retries = self.retries, 0
-        try:
-            return [(o, o + len(c)) for o, c in self.differing_runs(offset, data)]
-        except FlasherError:
-            return [(offset, offset + len(data))]
-        finally:
-            self.retries = retries
+        """Verified fast write: MD5 the chip per block, write only what differs, verify all
+        (:func:`rig.operations.fastwrite.write`)."""
+        return fastwrite.write(self, offset, data, progress)
 
     def differing_runs(self, offset: int, data: bytes) -> list[tuple[int, bytes]]:
         """Contiguous runs of ``data`` whose chip content differs (by chip-side MD5)."""
-        dirty: list[tuple[int, int]] = []  # (start, end) relative to offset
-        for start in range(0, len(data), MD5_BLOCK):
-            end = min(start + MD5_BLOCK, len(data))
-            if self._same(offset + start, data[start:end]):
-                continue
-            for s in range(start, end, MD5_SECTOR):
-                e = min(s + MD5_SECTOR, end)
-                if not self._same(offset + s, data[s:e]):
-                    if dirty and dirty[-1][1] == s:
-                        dirty[-1] = (dirty[-1][0], e)
-                    else:
-                        dirty.append((s, e))
-        return [(offset + s, data[s:e]) for s, e in dirty]
-
-    def _same(self, address: int, chunk: bytes) -> bool:
-        return self.md5(address, len(chunk)) == hashlib.md5(chunk).hexdigest()
+        return fastwrite.differing_runs(self, offset, data)
 
     def verify(self, offset: int, data: bytes) -> bool:
-        return self.md5(offset, len(data)) == hashlib.md5(data).hexdigest()
+        """The chip's MD5 of the range equals the MD5 of ``data``."""
+        return fastwrite.verify(self, offset, data)

@@ -17,7 +17,7 @@ import hashlib
 
 import pytest
 
-from rig import hil_core as hil
+from rig.operations import hil
 
 
 def test_identify(board, esp, rig_record):

@@ -221,13 +221,14 @@ def station_config(workdir: Path, slot_id: str, fault: dict[str, Any], extra: di
 
 
 def run_case(kind: str, seed: int, workdir: Path) -> CaseResult:
-    from rig.backups import BackupError, BackupStore
     from rig.board.board import DownloadModeError
     from rig.board.station import LiveStation
-    from rig.flasher import FlasherError, FlasherSession
+    from rig.errors import OperationError
     from rig.hardware.locks import SlotLock
     from rig.hardware.pins import level_for
-    from rig.operations import OperationError, ensure_backup, explain_failure
+    from rig.operations.backups import BackupError, BackupStore
+    from rig.operations.safeguards import ensure_backup, explain_failure
+    from rig.operations.session import FlasherError, FlasherSession
 
     slot_id, fault, extra = fault_for(kind, seed)
     result = CaseResult(kind, seed, slot_id, {**fault, **extra})

@@ -29,8 +29,8 @@ loopback unless told otherwise (see docs/remote.md for ``ssh -L``).
 A client can erase or overwrite anything (RFC 2217 passes its bytes through), so no client gets
 the port of a board the rig cannot vouch for: :meth:`SlotServer.check` (at start-up) and every
 connect identify the chip, apply the slot's ``expected_mac`` and make sure a verified backup holds
-the chip's current flash (:func:`rig.operations.ensure_backup`, the policy of every destructive
-command) - see :meth:`SlotServer.guard`.
+the chip's current flash (:func:`rig.operations.safeguards.ensure_backup`, the policy of every
+destructive command) - see :meth:`SlotServer.guard`.
 """
 
 from __future__ import annotations
@@ -49,94 +49,23 @@ from typing import Any
 
 import serial
 
-from .backups import BackupStore
-from .board.board import DownloadModeError
-from .board.sequences import run_sequence
-from .flasher import FlasherError, FlasherSession, Refused
-from .hardware.locks import SlotBusy
-from .hardware.ports import PortNotFound
-from .hardware.rfc2217 import Rfc2217Link, tune_socket
-from .operations import BackupCheck, OperationError, ensure_backup
+from rig.board.sequences import run_sequence
+from rig.board.station import LiveSlot, LiveStation
+from rig.errors import OperationError
+from rig.hardware.locks import SlotBusy
+from rig.hardware.ports import PortNotFound
+from rig.hardware.rfc2217 import Rfc2217Link, tune_socket
+from rig.operations.backups import BackupStore
+from rig.operations.safeguards import BackupCheck, ensure_backup
+from rig.operations.serve.decoder import DESCRIBE, AutoResetDecoder
+from rig.operations.session import FlasherSession
 
-__all__ = [
-    "AutoResetDecoder",
-    "ServeError",
-    "SlotServer",
-    "is_loopback",
-    "rfc2217_url",
-]
-
-EVENTS = ("reset_hold", "bootloader", "hard_reset")
-_DESCRIBE = {
-    "reset_hold": "EN pulled low (RTS without DTR)",
-    "bootloader": "EN let go with IO0 low (bootloader reset)",
-    "hard_reset": "EN let go with IO0 high (hard reset)",
-}
+__all__ = ["ServeError", "SessionInfo", "SlotServer", "is_loopback", "rfc2217_url"]
 
 
-class ServeError(RuntimeError):
+class ServeError(OperationError):
     """A slot cannot be served (address in use, slot busy, port missing, a board the rig cannot
     vouch for: another MAC, no current backup)."""
-
-
-# -- decoding ------------------------------------------------------------------------------------
-class AutoResetDecoder:
-    """DTR/RTS (pyserial sense: True = asserted) -> board events, by the auto-reset truth table.
-
-    :meth:`set` returns the events a line change causes, in order; :attr:`pending` is a token
-    while EN has been let go with both lines asserted and the strap is still undecided: pass it
-    to :meth:`expire` when the strap window has passed.
-    """
-
-    def __init__(self) -> None:
-        self.dtr = False
-        self.rts = False
-        self.held = False  # EN pulled low by the (virtual) transistor
-        self.pending: int | None = None
-        self._token = 0
-
-    @property
-    def en_low(self) -> bool:
-        return self.rts and not self.dtr
-
-    @property
-    def io0_low(self) -> bool:
-        return self.dtr and not self.rts
-
-    def set(self, dtr: bool | None = None, rts: bool | None = None) -> list[str]:
-        if dtr is not None:
-            self.dtr = dtr
-        if rts is not None:
-            self.rts = rts
-        if self.pending is not None:
-            # EN was let go while DTR = RTS = 1; this change decides what the chip latched.
-            self.pending = None
-            if self.io0_low:
-                return ["bootloader"]
-            if self.en_low:
-                self.held = True  # pulled low again before it rose: no reset happened
-                return []
-            return ["hard_reset"]
-        if self.en_low and not self.held:
-            self.held = True
-            return ["reset_hold"]
-        if self.held and not self.en_low:
-            self.held = False
-            if self.io0_low:
-                return ["bootloader"]
-            if self.dtr and self.rts:
-                self._token += 1
-                self.pending = self._token
-                return []
-            return ["hard_reset"]
-        return []
-
-    def expire(self, token: int) -> list[str]:
-        """The strap window of ``token`` has passed: IO0 was high when EN rose."""
-        if self.pending != token:
-            return []
-        self.pending = None
-        return ["hard_reset"]
 
 
 # -- one slot ------------------------------------------------------------------------------------
@@ -177,7 +106,7 @@ class SlotServer:
 
     def __init__(
         self,
-        station: Any,
+        station: LiveStation,
         slot_id: str,
         *,
         bind: str = "127.0.0.1",
@@ -229,7 +158,7 @@ class SlotServer:
         except (SlotBusy, PortNotFound) as err:
             raise ServeError(str(err)) from err
 
-    def guard(self, live: Any) -> BackupCheck:
+    def guard(self, live: LiveSlot) -> BackupCheck:
         """Vouch for the board in the open slot ``live`` before a client may touch it.
 
         Download mode by relays and a flasher session identify the chip; the slot's
@@ -252,7 +181,7 @@ class SlotServer:
             with FlasherSession(live.board, expected_mac=live.config.expected_mac) as session:
                 check = ensure_backup(session, self.store, self.backup_mode, self._meta())
                 mac = session.identity.mac
-        except (FlasherError, Refused, DownloadModeError, OperationError) as err:
+        except OperationError as err:  # the link, a refusal, no download mode, the backup
             reason = str(err).removeprefix(f"{self.slot_id}: ")
             raise ServeError(f"{self.slot_id}: not served: {reason}") from err
         finally:
@@ -355,7 +284,14 @@ class SlotServer:
 class _Session:
     """One client on one slot: the decoder, its timer, and the relay sequences it plays."""
 
-    def __init__(self, server: SlotServer, live: Any, port, conn, info: SessionInfo) -> None:
+    def __init__(
+        self,
+        server: SlotServer,
+        live: LiveSlot,
+        port: serial.SerialBase,
+        conn: socket.socket,
+        info: SessionInfo,
+    ) -> None:
         self.server = server
         self.live = live
         self.info = info
@@ -403,9 +339,9 @@ class _Session:
             sequence = getattr(self.server.mapping, event)
             slot = self.live.id
             if sequence is None:
-                self.server.log(f"{slot}: {_DESCRIBE[event]}: ignored")
+                self.server.log(f"{slot}: {DESCRIBE[event]}: ignored")
                 continue
-            self.server.log(f"{slot}: {_DESCRIBE[event]}: {sequence}")
+            self.server.log(f"{slot}: {DESCRIBE[event]}: {sequence}")
             board = self.live.board
             try:
                 run_sequence(
