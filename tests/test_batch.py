@@ -22,19 +22,23 @@ import time
 from pathlib import Path
 
 import pytest
+import serial
 from click.testing import CliRunner
+from esptool.util import FatalError
 
 from rig.board.board import DownloadModeError
-from rig.cli_batch import flash_command, quarantine_command
+from rig.cli.batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir, load_station
 from rig.errors import OperationError, is_transient
 from rig.hardware.locks import SlotBusy, SlotLock
+from rig.hardware.ports import PortNotFound
 from rig.images.synthetic import vendor_l7x_flash
 from rig.operations.backups import BackupStore, mac_dir
 from rig.operations.batch import STEPS, BatchReport, Job, flash_board, plan_batch
 from rig.operations.batch.quarantine import QuarantineEntry, StationState
+from rig.operations.bootcheck import ConsoleLost, boot_check
 from rig.operations.fastwrite import FlashDefect
-from rig.operations.session import FlasherError, WrongBoard
+from rig.operations.session import FlasherError, FlasherSession, WrongBoard
 from rig.sim.efuse import format_mac, mac_from_seed
 
 pytestmark = pytest.mark.timeout(90)
@@ -265,7 +269,7 @@ def test_a_board_whose_flash_changed_since_its_backup_is_backed_up_again(bench, 
 # -- SIGTERM ---------------------------------------------------------------------------------------
 def test_sigterm_mid_run_stops_every_board_and_releases_every_relay(bench):
     station = bench(seeded=("l7x-3", "l7x-4"))  # l7x-1 and l7x-2 start with a 4 MB dump
-    cmd = [sys.executable, "-m", "rig.cli_batch", "flash", "--station", str(station)]
+    cmd = [sys.executable, "-m", "rig.cli.batch", "flash", "--station", str(station)]
     cmd += ["--board", "l7x", "--firmware", "custom-grbl", "--jobs", "2", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -383,9 +387,45 @@ def test_what_counts_as_transient():
     assert not is_transient(FlashDefect("0x20000-0x20fff never verified", [(0x20000, 0x21000)]))
     assert is_transient(FlasherError("no sync"))
     assert is_transient(DownloadModeError("silent"))
-    assert is_transient(OSError("port gone"))
+    assert is_transient(PortNotFound("port gone"))
     assert not is_transient(WrongBoard("other MAC"))
     assert not is_transient(OperationError("did not boot"))
+    assert not is_transient(OSError("a raw OSError: it arrives wrapped, see below"))
+
+
+class _Board:
+    """Just enough of a board for a session's esptool calls and a boot check."""
+
+    slot_id = "l7x-1"
+    type = load_station(builtin_configs_dir() / "stations" / "sim.yaml").boards["l7x"]
+
+    def console(self, baud=None):
+        raise serial.SerialException("could not open port /dev/ttyUSB0: No such file")
+
+
+@pytest.mark.parametrize(
+    "error", [FatalError("Timed out waiting for packet header"), OSError(5, "Input/output error")]
+)
+def test_esptool_and_link_errors_reach_the_retry_logic_as_transient(error):
+    """esptool's FatalError and the port's OSError are transient: the session wraps them into
+    its FlasherError at the boundary, so the batch asks rig.errors.is_transient only."""
+    session = FlasherSession(_Board(), bauds=[115200])
+    session.esp = object()  # connected, as far as this call is concerned
+
+    def fail(_esp):
+        raise error
+
+    with pytest.raises(FlasherError) as err:
+        session.call("read 0x0+0x1000", fail)
+    assert is_transient(err.value) and err.value.__cause__ is error
+    assert str(err.value).startswith("l7x-1: read 0x0+0x1000: ")
+
+
+def test_a_console_lost_during_the_boot_check_is_transient():
+    with pytest.raises(ConsoleLost) as err:
+        boot_check(_Board(), "Grbl")
+    assert is_transient(err.value) and isinstance(err.value.__cause__, OSError)
+    assert "could not open port" in str(err.value)
 
 
 def test_a_bad_sector_is_not_retried_and_not_quarantined(bench):
@@ -548,7 +588,7 @@ def gpio_bench(tmp_path, golden):
 def flash_until_mid_write(station: Path, board, relays: RelayBoard, env) -> subprocess.Popen:
     """``rig flash`` on the gpio bench, returned once its worker is stuck mid-write with the
     power button held; ``proc.worker`` is the worker's PID (the owner of the power line)."""
-    cmd = [sys.executable, "-m", "rig.cli_batch", "flash", "--station", str(station)]
+    cmd = [sys.executable, "-m", "rig.cli.batch", "flash", "--station", str(station)]
     cmd += ["--board", "l7x", "--firmware", "custom-grbl", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60

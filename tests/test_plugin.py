@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from rig.config import builtin_configs_dir
-from rig.hil_xdist import slot_in_nodeid
 from rig.operations import hil
+from rig.pytest_plugin.xdist import slot_in_nodeid
 
 pytest_plugins = ["pytester"]
 

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from rig.cli import main
-from rig.cli_batch import flash_command
+from rig.cli.batch import flash_command
 from rig.hardware.safety import uninstall_safety_net
 from rig.images import synthetic
 from rig.operations.backups import BackupStore

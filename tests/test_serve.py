@@ -35,7 +35,7 @@ from rig.operations.backups import BackupStore
 from rig.operations.serve import AutoResetDecoder, SlotServer
 from rig.sim.efuse import format_mac, mac_from_seed
 
-RIG_SERVE = [sys.executable, "-m", "rig.cli_serve"]  # `rig serve` (the same click command)
+RIG_SERVE = [sys.executable, "-m", "rig.cli.serve"]  # `rig serve` (the same click command)
 # pyserial 3.5's RFC 2217 client (used in-process here) calls Thread.setDaemon/setName.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:serial.rfc2217")
 TIMEOUT = 60  # seconds: every esptool and server process runs under it

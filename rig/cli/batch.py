@@ -9,7 +9,7 @@ every board succeeded; 1 otherwise; 128+N when stopped by signal N (after report
 ``rig quarantine`` lists the slots a batch run quarantined; ``--clear ID`` (repeatable, or
 ``all``) takes them out again.
 
-``COMMANDS`` is registered by :mod:`rig.cli`; ``python -m rig.cli_batch`` runs them standalone.
+``COMMANDS`` is registered by :mod:`rig.cli`; ``python -m rig.cli.batch`` runs them standalone.
 """
 
 from __future__ import annotations
@@ -28,16 +28,11 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from .cli_common import BadInput, json_option, load_station, print_rows, station_option
+from rig.cli.common import command, json_option, load_station, print_rows, station_option
+from rig.cli.render import RESULT_STYLE, batch_table
+from rig.errors import BadInput
 
-RESULT_STYLE = {
-    "ok": "green",
-    "failed": "red",
-    "quarantined": "red",
-    "stopped": "yellow",
-    "not started": "yellow",
-    "skipped": "yellow",
-}
+__all__ = ["COMMANDS", "flash_command", "quarantine_command"]
 BYTE_PHASES = ("dump", "write")
 
 
@@ -194,7 +189,7 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@click.command("flash")
+@command("flash")
 @station_option
 @click.option("--board", "board_name", required=True, help="Board type to flash.")
 @click.option(
@@ -231,22 +226,12 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
     skipped by later runs (see `rig quarantine`). Ctrl-C / SIGTERM stops every board at a safe
     point with its relays released; the report says what was done and what was not.
     """
-    from .errors import BadInput as OpBadInput
-    from .operations.batch import plan_batch, run_batch
+    from rig.operations.batch import plan_batch, run_batch
 
     station = load_station(station_path)
-    try:
-        plan = plan_batch(
-            station,
-            board_name,
-            firmware_name,
-            slots,
-            jobs=jobs,
-            retries=retries,
-            backoff=backoff,
-        )
-    except OpBadInput as err:
-        raise BadInput(str(err)) from err
+    plan = plan_batch(
+        station, board_name, firmware_name, slots, jobs=jobs, retries=retries, backoff=backoff
+    )
     console = Console(stderr=True)
     for slot, entry in plan.quarantined.items():
         console.print(
@@ -262,7 +247,7 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
         click.echo(report.to_json())
     else:
         out = Console()
-        out.print(report.table())
+        out.print(batch_table(report))
         style = "green" if report.ok else ("yellow" if report.interrupted else "red")
         out.print(f"[{style}]{report.summary()}[/]", soft_wrap=True)
         for note in report.notes:
@@ -271,7 +256,7 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
         raise SystemExit(report.exit_code)
 
 
-@click.command("quarantine")
+@command("quarantine")
 @station_option
 @click.option(
     "--clear",
@@ -283,7 +268,7 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
 @json_option
 def quarantine_command(station_path, clear_ids, as_json):
     """List the slots `rig flash` quarantined (skipped until cleared), or clear them."""
-    from .operations.batch.quarantine import StateError, StationState
+    from rig.operations.batch.quarantine import StateError, StationState
 
     station = load_station(station_path)
     state = StationState.of(station)
@@ -334,7 +319,7 @@ COMMANDS = [flash_command, quarantine_command]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def _standalone() -> None:
-    """rig flash / rig quarantine, standalone (`python -m rig.cli_batch`)."""
+    """rig flash / rig quarantine, standalone (`python -m rig.cli.batch`)."""
 
 
 for _command in COMMANDS:

@@ -1,4 +1,4 @@
-"""``rig identify | dump | erase | write | verify | restore | backups | cycle``.
+"""``rig identify | dump | erase | write | verify | restore | backups``.
 
 Every command validates its input (images, backup policy, the backups directory, the slot)
 before a relay moves, shows rich progress while it works, ends with a summary table (or the same
@@ -9,135 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from .cli_common import (
-    BadInput,
-    OperationFailed,
+from rig.cli.common import (
+    Context,
     backup_options,
     checked_backup_store,
+    command,
     json_option,
     load_station,
+    options,
+    print_rows,
+    slot_options,
     station_option,
 )
+from rig.cli.render import finish, progress_display
+from rig.errors import BadInput, OperationError
 
-slot_options = [
-    station_option,
-    click.option("--board", "board_name", help="Board type (picks its first slot)."),
-    click.option("--slot", "slot_id", help="Slot id (see `rig stations`)."),
-    json_option,
-]
-
-
-def options(*groups):
-    def decorate(fn):
-        for group in reversed(groups):
-            for option in reversed(group):
-                fn = option(fn)
-        return fn
-
-    return decorate
-
-
-class Context:
-    """The resolved station, slot and board type of one command (nothing opened yet)."""
-
-    def __init__(self, station_path, board_name, slot_id) -> None:
-        self.station = load_station(station_path)
-        ids = [s.id for s in self.station.slots]
-        if slot_id is not None:
-            if slot_id not in ids:
-                raise BadInput(
-                    f"no slot {slot_id!r} in station {self.station.name} ({', '.join(ids)})"
-                )
-            slot = self.station.slot(slot_id)
-            if board_name and slot.board != board_name:
-                raise BadInput(f"slot {slot_id} holds a {slot.board}, not a {board_name}")
-        elif board_name is not None:
-            if board_name not in self.station.boards:
-                known = ", ".join(sorted(self.station.boards))
-                raise BadInput(f"unknown board type {board_name!r} (known: {known})")
-            matching = [s for s in self.station.slots if s.board == board_name]
-            if not matching:
-                raise BadInput(f"station {self.station.name} has no {board_name} slot")
-            slot = matching[0]
-        elif len(ids) == 1:
-            slot = self.station.slots[0]
-        else:
-            raise BadInput(f"name a --slot or a --board ({', '.join(ids)})")
-        self.slot = slot
-        self.board_type = self.station.board_of(slot)
-
-    def store(self):
-        from .operations.backups import BackupStore
-
-        return BackupStore(self.station.backups)
-
-    def meta(self) -> dict:
-        return {"station": self.station.name, "slot": self.slot.id, "board_type": self.slot.board}
-
-    @contextlib.contextmanager
-    def live_slot(self) -> Iterator:
-        from .board.station import LiveStation
-        from .hardware.locks import SlotBusy
-        from .hardware.safety import install_safety_net
-
-        install_safety_net()
-        with LiveStation(self.station) as station:
-            try:
-                yield station.open_slot(self.slot.id)
-            except SlotBusy as err:
-                raise OperationFailed(str(err)) from err
-
-
-@contextlib.contextmanager
-def progress_display(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar per phase (phase, bytes, rate, ETA) on stderr."""
-    if as_json:
-        yield None
-        return
-    bars = Progress(
-        TextColumn("[bold]{task.description:<8}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    tasks: dict[str, int] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bars.add_task(phase, total=total)
-        bars.update(tasks[phase], completed=done, total=total)
-
-    with bars:
-        yield update
-
-
-def finish(report, as_json: bool) -> None:
-    if as_json:
-        click.echo(report.to_json())
-    else:
-        console = Console()
-        console.print(report.table())
-        if report.error:
-            console.print(f"[red]{report.operation} failed:[/] {report.error}")
-    if not report.ok:
-        raise SystemExit(1)
+__all__ = ["COMMANDS", "run_live", "run_op"]
 
 
 def run_live(ctx: Context, report, as_json: bool, work) -> None:
@@ -148,8 +39,8 @@ def run_live(ctx: Context, report, as_json: bool, work) -> None:
     in; else the step the signal came in). Then the signal goes on: click's exit for Ctrl-C,
     128 + signal for SIGTERM/SIGHUP (``Terminated``).
     """
-    from .operations.safeguards import explain_interruption
-    from .signals import Terminated
+    from rig.operations.safeguards import explain_interruption
+    from rig.signals import Terminated
 
     try:
         with progress_display(as_json) as progress, ctx.live_slot() as slot:
@@ -165,10 +56,10 @@ def run_live(ctx: Context, report, as_json: bool, work) -> None:
 def run_op(ctx: Context, name: str, as_json: bool, body, *, force_erase: bool = False) -> None:
     """Open the slot and a flasher session, run ``body(report, session, progress)``, report
     (an interrupted one too: :func:`run_live`)."""
-    from .operations.report import Report
-    from .operations.safeguards import explain_failure, explain_interruption
-    from .operations.session import FlasherSession
-    from .signals import Terminated
+    from rig.operations.report import Report
+    from rig.operations.safeguards import explain_failure, explain_interruption
+    from rig.operations.session import FlasherSession
+    from rig.signals import Terminated
 
     report = Report(name, ctx.slot.id)
 
@@ -211,7 +102,7 @@ def phase(progress, name):
 
 
 def backup_step(report, session, store, mode, meta, progress):
-    from .operations.safeguards import ensure_backup
+    from rig.operations.safeguards import ensure_backup
 
     with report.step("backup") as step:
         check = ensure_backup(session, store, mode, meta, phase(progress, "backup"))
@@ -220,17 +111,13 @@ def backup_step(report, session, store, mode, meta, progress):
 
 
 def resolve(specs, ctx: Context):
-    from .errors import BadInput as OpBadInput
-    from .operations.images import resolve_images
+    from rig.operations.images import resolve_images
 
-    try:
-        return resolve_images(list(specs), ctx.board_type)
-    except OpBadInput as err:
-        raise BadInput(str(err)) from err
+    return resolve_images(list(specs), ctx.board_type)
 
 
 # -- commands -------------------------------------------------------------------------------------
-@click.command("identify")
+@command("identify")
 @options(slot_options)
 def identify_command(station_path, board_name, slot_id, as_json):
     """Enter download mode and report chip, revision, MAC, flash id and size, crystal; fails
@@ -244,7 +131,7 @@ def identify_command(station_path, board_name, slot_id, as_json):
     run_op(ctx, "identify", as_json, body)
 
 
-@click.command("dump")
+@command("dump")
 @options(slot_options)
 @click.option(
     "--out",
@@ -253,7 +140,7 @@ def identify_command(station_path, board_name, slot_id, as_json):
 )
 def dump_command(station_path, board_name, slot_id, as_json, out):
     """Dump the whole flash into the backup store as a verified backup (never overwritten)."""
-    from .operations.safeguards import take_backup
+    from rig.operations.safeguards import take_backup
 
     ctx = Context(station_path, board_name, slot_id)
     store = checked_backup_store(ctx.station, "auto", False)
@@ -277,7 +164,7 @@ def dump_command(station_path, board_name, slot_id, as_json, out):
     run_op(ctx, "dump", as_json, body)
 
 
-@click.command("erase")
+@command("erase")
 @options(slot_options, backup_options)
 @click.option(
     "--region",
@@ -288,8 +175,8 @@ def dump_command(station_path, board_name, slot_id, as_json, out):
 )
 def erase_command(station_path, board_name, slot_id, as_json, backup_mode, force, region):
     """Erase the whole flash (or a region), after making sure a verified backup exists."""
-    from .esp32 import SECTOR
-    from .operations.images import parse_offset
+    from rig.esp32 import SECTOR
+    from rig.operations.images import parse_offset
 
     ctx = Context(station_path, board_name, slot_id)
     if region:
@@ -313,7 +200,7 @@ def erase_command(station_path, board_name, slot_id, as_json, backup_mode, force
     run_op(ctx, "erase", as_json, body, force_erase=force)
 
 
-@click.command("write")
+@command("write")
 @options(slot_options, backup_options)
 @click.argument("images", nargs=-1, required=True)
 def write_command(station_path, board_name, slot_id, as_json, backup_mode, force, images):
@@ -341,12 +228,11 @@ def write_command(station_path, board_name, slot_id, as_json, backup_mode, force
     run_op(ctx, "write", as_json, body)
 
 
-@click.command("verify")
+@command("verify")
 @options(slot_options)
 @click.argument("images", nargs=-1, required=True)
 def verify_command(station_path, board_name, slot_id, as_json, images):
     """Compare the chip's MD5 of each image's region with the image."""
-    from .errors import OperationError
 
     ctx = Context(station_path, board_name, slot_id)
     resolved = resolve(images, ctx)
@@ -361,13 +247,12 @@ def verify_command(station_path, board_name, slot_id, as_json, images):
     run_op(ctx, "verify", as_json, body)
 
 
-@click.command("restore")
+@command("restore")
 @options(slot_options)
 @click.argument("backup_id", required=False)
 def restore_command(station_path, board_name, slot_id, as_json, backup_id):
     """Write a backup of this board back (latest, or BACKUP_ID) with the fast path, verified."""
-    from .errors import OperationError
-    from .operations.backups import BackupError
+    from rig.operations.backups import BackupError
 
     ctx = Context(station_path, board_name, slot_id)
     store = ctx.store()
@@ -407,14 +292,13 @@ def restore_command(station_path, board_name, slot_id, as_json, backup_id):
     run_op(ctx, "restore", as_json, body)
 
 
-@click.command("backups")
+@command("backups")
 @station_option
 @json_option
 @click.option("--mac", help="Only this board's backups.")
 def backups_command(station_path, as_json, mac):
     """List verified backups (newest last)."""
-    from .cli_common import print_rows
-    from .operations.backups import BackupStore
+    from rig.operations.backups import BackupStore
 
     station = load_station(station_path)
     store = BackupStore(station.backups)
@@ -436,58 +320,6 @@ def backups_command(station_path, as_json, mac):
     print_rows(f"backups in {store.root}", rows, as_json)
 
 
-@click.command("cycle")
-@options(slot_options, backup_options)
-@click.option(
-    "--firmware",
-    "firmware_name",
-    help="Catalog firmware to write (default: the "
-    "last catalog entry, i.e. the replacement firmware).",
-)
-@click.option("--keep", is_flag=True, help="Keep the new firmware (skip the restore).")
-def cycle_command(
-    station_path, board_name, slot_id, as_json, backup_mode, force, firmware_name, keep
-):
-    """identify -> backup -> erase -> write -> verify -> boot check -> restore -> verify ->
-    boot check, each step timed and reported."""
-    ctx = Context(station_path, board_name, slot_id)
-    catalog = ctx.board_type.firmware
-    if not catalog:
-        raise BadInput(f"board type {ctx.board_type.name} has no firmware catalog")
-    name = firmware_name or catalog[-1].name
-    images = resolve([name], ctx)
-    pattern = ctx.board_type.firmware_named(name).console
-    store = checked_backup_store(ctx.station, backup_mode, force)
-    if keep is False and backup_mode == "skip":
-        raise BadInput("a cycle without a backup has nothing to restore: use --keep")
-    report = cycle_live(
-        ctx,
-        as_json,
-        store,
-        images,
-        console_pattern=pattern,
-        keep=keep,
-        backup_mode=backup_mode,
-        force=force,
-    )
-    finish(report, as_json)
-
-
-def cycle_live(ctx: Context, as_json: bool, store, images, **options):
-    """:func:`rig.cycle.run_cycle` on the slot (``options``: its keywords); its report, which
-    a stop signal prints before going on (:func:`run_live`)."""
-    from .operations.cycle import run_cycle
-    from .operations.report import Report
-
-    report = Report("cycle", ctx.slot.id)
-
-    def work(slot, progress) -> None:
-        run_cycle(slot, store, images, meta=ctx.meta(), progress=progress, report=report, **options)
-
-    run_live(ctx, report, as_json, work)
-    return report
-
-
 COMMANDS = [
     identify_command,
     dump_command,
@@ -496,5 +328,4 @@ COMMANDS = [
     verify_command,
     restore_command,
     backups_command,
-    cycle_command,
 ]

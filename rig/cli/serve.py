@@ -1,8 +1,8 @@
-"""``rig serve`` and ``rig sim --transport``: the RFC 2217 front ends (docs/remote.md).
+"""``rig serve``: slots as RFC 2217 ports whose DTR/RTS drive the relays (docs/remote.md).
 
-``serve_command`` is registered on the ``rig`` group by ``rig/cli.py``; ``transport_option`` and
-:func:`run_sim_transport` are what ``rig sim`` uses to offer ``--transport pty|rfc2217``.
-``python -m rig.cli_serve`` runs ``rig serve`` on its own.
+``serve_command`` is registered on the ``rig`` group by :mod:`rig.cli`;
+``python -m rig.cli.serve`` runs ``rig serve`` on its own. (``rig sim --transport rfc2217``, the
+simulator's RFC 2217 front end, is :mod:`rig.cli.sim`.)
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 
 import click
 
-from .cli_common import (
-    BadInput,
-    OperationFailed,
+from rig.cli.common import (
     backup_options,
     checked_backup_store,
+    command,
     load_station,
     pick_slot,
     station_option,
 )
+from rig.errors import BadInput
 
 __all__ = ["serve_command"]
 
@@ -37,7 +37,7 @@ def _log(line: str) -> None:
     click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
 
 
-@click.command("serve")
+@command("serve")
 @station_option
 @click.option(
     "--slot",
@@ -81,10 +81,10 @@ def serve_command(
     before the client gets the port. Prints `SERVE <slot> <url>` per slot on stdout once every
     slot passed, then serves until SIGINT/SIGTERM.
     """
-    from .board.station import LiveStation
-    from .hardware.safety import install_safety_net
-    from .operations.serve import ServeError, SlotServer, is_loopback
-    from .signals import Terminated
+    from rig.board.station import LiveStation
+    from rig.hardware.safety import install_safety_net
+    from rig.operations.serve import ServeError, SlotServer, is_loopback
+    from rig.signals import Terminated
 
     cfg = load_station(station_path)
     if all_slots and slot_ids:
@@ -123,14 +123,11 @@ def serve_command(
                     backup_mode=backup_mode,
                     store=store,
                 )
-            except ServeError as err:
+            except ServeError as err:  # nothing touched yet (e.g. the address is in use)
                 raise BadInput(str(err)) from err
             servers.append(server)
         for server in servers:  # every port is listening: only now may a relay move
-            try:
-                server.check()
-            except ServeError as err:
-                raise OperationFailed(str(err)) from err
+            server.check()  # ServeError: an operation error, exit 1
         for server in servers:
             server.start()
             click.echo(f"SERVE {server.slot_id} {server.url}")

@@ -51,5 +51,3 @@ def boot_check(board: BoardHandle, pattern: str, timeout: float | None = None) -
     except (OSError, serial.SerialException) as err:
         raise ConsoleLost(f"{board.slot_id}: console lost during the boot check: {err}") from err
     return BootCheck(seen, pattern, time.monotonic() - t0, text)
-
-

@@ -149,9 +149,8 @@ def write(
             session.recover(f"write: {err}", attempt, err)
     raise AssertionError("unreachable")
 
-def _write_runs(
-    session: WriteSession, runs, stats: WriteStats, progress: Progress | None
-) -> None:
+
+def _write_runs(session: WriteSession, runs, stats: WriteStats, progress: Progress | None) -> None:
     total = sum(len(chunk) for _, chunk in runs)
     done = 0
     for run_offset, chunk in runs:
@@ -178,6 +177,7 @@ def _write_runs(
     if progress is not None:
         progress(total, total)
 
+
 def _unverified(session: WriteSession, offset: int, data: bytes) -> list[tuple[int, int]]:
     """The ranges that do not (or cannot now) be shown to match ``data`` (one look, no
     further recovery: the caller is giving up)."""
@@ -188,6 +188,7 @@ def _unverified(session: WriteSession, offset: int, data: bytes) -> list[tuple[i
         return [(offset, offset + len(data))]
     finally:
         session.retries = retries
+
 
 def differing_runs(session: WriteSession, offset: int, data: bytes) -> list[tuple[int, bytes]]:
     """Contiguous runs of ``data`` whose chip content differs (by chip-side MD5)."""
@@ -205,8 +206,10 @@ def differing_runs(session: WriteSession, offset: int, data: bytes) -> list[tupl
                     dirty.append((s, e))
     return [(offset + s, data[s:e]) for s, e in dirty]
 
+
 def _same(session: WriteSession, address: int, chunk: bytes) -> bool:
     return session.md5(address, len(chunk)) == hashlib.md5(chunk).hexdigest()
+
 
 def verify(session: WriteSession, offset: int, data: bytes) -> bool:
     return session.md5(offset, len(data)) == hashlib.md5(data).hexdigest()

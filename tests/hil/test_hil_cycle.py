@@ -78,7 +78,7 @@ class TestCatalogFirmware:
 @pytest.mark.destructive
 def test_restore_original(esp, backup, rig_record):
     data = backup.read()
-    image = hil.Image("backup", 0, data, str(backup.path))
+    image = hil.FlashImage("backup", 0, data, str(backup.path))
     result = hil.write_verified(esp, image)
     assert esp.md5(0, len(data)) == hashlib.md5(data).hexdigest()
     rig_record("firmware_sha256", backup.sha256)

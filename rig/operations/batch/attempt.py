@@ -285,5 +285,3 @@ def _without_slot(message: str, slot: str) -> str:
     """``"l7x-1: cannot connect: l7x-1: no ROM..."`` -> ``"cannot connect: no ROM..."`` (the
     report names the slot already)."""
     return message.replace(f"{slot}: ", "")
-
-

@@ -199,5 +199,3 @@ def worker_main(job: Job, events: Any, stop_event: Any) -> None:
     emit = Emitter(events.put, job.slot_id)
     emit("started", pid=os.getpid())
     flash_board(job, emit, StopFlag(stop_event))  # emits the result, re-raises Terminated
-
-

@@ -21,7 +21,6 @@ DESCRIBE = {
 }
 
 
-
 class AutoResetDecoder:
     """DTR/RTS (pyserial sense: True = asserted) -> board events, by the auto-reset truth table.
 
