@@ -16,12 +16,9 @@ import atexit
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rig import signals
-
-if TYPE_CHECKING:  # a bank registers itself; this module only calls release_all() on it
-    from rig.hardware.relays import RelayBank
 
 __all__ = [
     "install_safety_net",
@@ -34,6 +31,14 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class RelayBank(Protocol):
+    """What the registry needs of a bank (:class:`rig.hardware.relays.RelayBank`, which
+    registers itself): to release every relay, never raising for a pin error."""
+
+    def release_all(self) -> list[Exception]: ...
+
 
 _live: dict[int, RelayBank] = {}
 _live_lock = threading.RLock()
