@@ -142,3 +142,29 @@ def test_a_bridge_without_2_mbaud_makes_the_ladder_fall_back(sim_station_config)
             assert session.identity.baud == 921600  # 2 Mbaud garbled, caught, stepped down
             data = session.read(0, 0x10000)
         assert data == st.simulated_board("l7x-2").flash.read(0, 0x10000)
+
+
+def test_slot_kinds_are_found_by_name(sim_station_config):
+    """The station builds a slot's pins and port from its kind's registry string, so the
+    station (and every layer above it) never imports the simulator itself."""
+    from rig.board import simulated, station
+
+    cfg = sim_station_config()
+    assert station.slot_kind(cfg.slot("l7x-1")) is simulated.simulated_parts
+    real = cfg.slot("l7x-1").model_copy(update={"simulated": None})
+    assert station.slot_kind(real) is station.real_parts
+
+
+def test_the_layers_above_the_simulator_do_not_import_it():
+    """Operations, the plugin and the station import no rig.sim module, not even indirectly:
+    only opening a simulated slot loads it (by name)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rig.board.station, rig.operations, rig.operations.batch, "
+        "rig.operations.serve, rig.operations.hil, rig.pytest_plugin, rig.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith('rig.sim')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

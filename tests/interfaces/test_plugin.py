@@ -23,7 +23,7 @@ from rig.pytest_plugin.xdist import slot_in_nodeid
 
 pytest_plugins = ["pytester"]
 
-HIL_SUITE = Path(__file__).parent / "hil"
+HIL_SUITE = Path(__file__).parent.parent / "hil"
 L7X = ["l7x-1", "l7x-2", "l7x-3", "l7x-4"]
 
 

@@ -506,7 +506,7 @@ def test_a_link_marginal_above_921600_steps_down_the_ladder_and_the_board_is_fla
 
 
 # -- a worker killed outright ----------------------------------------------------------------------
-FAKES = Path(__file__).parent / "fakes"
+FAKES = Path(__file__).parent.parent / "fakes"
 IO0, POWER = 17, 27  # GPIO lines of the bench below (active-low relay inputs)
 
 
