@@ -124,7 +124,7 @@ def flasher(
 
     ``track`` sees the session before it connects (to collect its esptool log even when the
     connect fails). ``expected_mac`` (default: the slot's configured one) makes the connect
-    refuse any other board (:class:`~rig.flasher.WrongBoard`) before anything is read or
+    refuse any other board (:class:`~rig.operations.errors.WrongBoard`) before anything is read or
     written. On exit - normal, failed connect, exception, signal - the port is closed and every
     relay of the slot is released.
     """
@@ -205,7 +205,7 @@ def dump_backup(
     would otherwise pile up one copy per run): that backup is returned, re-verified by this
     dump. "Already holds" is :func:`~rig.operations.current_backup`, the one rule every
     destructive step applies before it relies on a backup. Raises
-    :class:`~rig.operations.OperationError` if the dump does not match the chip.
+    :class:`~rig.errors.OperationError` if the dump does not match the chip.
     """
     ident = session.identity
     size = session.require_flash_size()

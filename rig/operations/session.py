@@ -22,13 +22,7 @@ from rig.board.board import DownloadModeError
 from rig.board.protocols import BoardHandle
 from rig.esp32 import MB, ROM_BAUD, format_mac
 from rig.operations import fastwrite
-from rig.operations.errors import (
-    FlasherError,
-    FlashSizeError,
-    Refused,
-    SecurityEnabled,
-    WrongBoard,
-)
+from rig.operations.errors import FlasherError, FlashSizeError, Refused, SecurityEnabled, WrongBoard
 from rig.operations.esplog import captured
 from rig.operations.fastwrite import Progress, WriteStats
 

@@ -176,7 +176,7 @@ def _pin(slot, mac: str) -> None:
 
 @pytest.fixture(scope="module")
 def rig_backup(rig_dump: hil.DumpResult):
-    """The session's verified backup of this board (a rig.backups.Backup)."""
+    """The session's verified backup of this board (a rig.operations.backups.Backup)."""
     return rig_dump.backup
 
 

@@ -233,7 +233,7 @@ class BoardAttempts:
             step.detail = f"console matched {job.console!r} after {check.seconds:.1f} s"
 
     def _backup(self, session: FlasherSession) -> BackupCheck:
-        """:func:`~rig.operations.ensure_backup` decides whether a backup is current; the
+        """:func:`~rig.operations.safeguards.ensure_backup` decides whether a backup is current; the
         ``dump`` phase (with its byte total) starts only if it has to dump."""
         self.set_phase("backup")
         dump_progress = self._progress(True)

@@ -1,44 +1,47 @@
-"""Batch re-flashing: every matching slot of a station at once, one worker process per board.
+"""Running a batch: every planned board at once, one worker process per board.
 
-``rig flash --board l7x --firmware custom-grbl`` is :func:`plan_batch` (all input checked before
-any relay moves) then :func:`run_batch`. Per board, in its own process: lock the slot, connect
-(download mode by relays, esptool, stub, baud ladder), make sure a verified backup of the MAC
-exists (dump one if not), verified fast write, verify, boot check (the firmware's console
-pattern). One failing board never stops the others.
+``rig flash --board l7x --firmware custom-grbl`` is :func:`~rig.operations.batch.plan.plan_batch`
+(all input checked before any relay moves) then :func:`run_batch`. Per board, in its own process
+(:mod:`~rig.operations.batch.worker`): lock the slot, connect (download mode by relays, esptool,
+stub, baud ladder), make sure a verified backup of the MAC exists (dump one if not), verified fast
+write, verify, boot check (the firmware's console pattern). One failing board never stops the
+others.
 
 Why processes: esptool's logger (where its progress goes) is one per process, and a slot's lock
 and relays belong to one process anyway. Workers are started with the ``forkserver`` method
 (``spawn`` where there is none): a clean, single-threaded server process with the rig already
-imported forks each worker, so a worker starts in milliseconds without inheriting the parent's
-threads or file descriptors. Each worker builds its own :class:`~rig.board.LiveStation`, opens
-only its own slot, reports events to the parent over a queue and writes ``<slot>.log`` in the
-run directory (``<state dir>/runs/<UTC time>/``, see :mod:`rig.quarantine`).
+imported (the worker module is preloaded) forks each worker, so a worker starts in milliseconds
+without inheriting the parent's threads or file descriptors. Each worker builds its own
+:class:`~rig.board.LiveStation`, opens only its own slot, reports events to the parent over a
+queue and writes ``<slot>.log`` in the run directory (``<state dir>/runs/<UTC time>/``, see
+:mod:`~rig.operations.batch.quarantine`).
 
-Retries: a transient failure (no download mode, no sync, timeouts, a lost port: the flasher's
-errors, :class:`~rig.board.board.DownloadModeError`, ``OSError``) re-runs the whole board attempt -
-download sequence, connect, backup check, fast write (which skips what an earlier attempt
-already wrote), verify, boot check - after ``backoff * 2**(n-1)`` seconds. Below that, each
-attempt's download sequence is retried ``download_retries`` times by the board (its board type
-says how many), and the flasher session resumes a transfer that fails midway by itself (a read
-per 256 KB chunk, a write from the last verified block; ``recoveries`` in the result). A board
-that exhausts its retries is *quarantined* in the station's state file; later runs skip it
-until ``rig quarantine --clear ID``. Other failures (the wrong board in the slot, the firmware
-not booting, a backup that cannot be stored, a flash sector that does not keep what is written:
-:class:`~rig.flasher.FlashDefect`) fail the board without retry and without quarantine.
+Retries: a transient failure (:func:`rig.errors.is_transient`: no download mode, no sync,
+timeouts, a lost port) re-runs the whole board attempt - download sequence, connect, backup
+check, fast write (which skips what an earlier attempt already wrote), verify, boot check - after
+``backoff * 2**(n-1)`` seconds (:mod:`~rig.operations.batch.attempt`). Below that, each attempt's
+download sequence is retried ``download_retries`` times by the board (its board type says how
+many), and the flasher session resumes a transfer that fails midway by itself (a read per 256 KB
+chunk, a write from the last verified block; ``recoveries`` in the result). A board that exhausts
+its retries is *quarantined* in the station's state file; later runs skip it until
+``rig quarantine --clear ID``. Other failures (the wrong board in the slot, the firmware not
+booting, a backup that cannot be stored, a flash sector that does not keep what is written:
+:class:`~rig.operations.fastwrite.FlashDefect`) fail the board without retry and without
+quarantine.
 
 Stopping: the first SIGINT/SIGTERM/SIGHUP asks every worker to stop at its next safe point -
 before a download sequence, before the backup, before the write, before the boot check; a dump
 in progress is abandoned at once (it only reads); a write in progress finishes and is verified
 (the reconnects it needs included), so no board is left half-written. Boards not started yet are
 not started. A second signal (or :data:`GRACE` seconds without the workers finishing) sends
-SIGTERM to the workers, which unwind at once through :func:`~rig.relays.install_safety_net`.
-Either way every worker releases its relays (its slot closes in a ``finally``), records the
-relay states before and after the release in its result and its log, and the report says per
-board what was done and what not. A worker still running :data:`KILL_AFTER` seconds after the
-SIGTERM is killed; a killed worker (by the parent, the OOM killer, a ``kill -9``) releases
-nothing, so the parent re-opens its slot and releases the relays itself
-(:func:`_dead_worker_result`). Workers ignore SIGINT (a Ctrl-C reaches the whole process
-group; the parent decides) and watch their parent: if it dies, they stop as if told to.
+SIGTERM to the workers, which unwind at once through
+:func:`~rig.hardware.safety.install_safety_net`. Either way every worker releases its relays (its
+slot closes in a ``finally``), records the relay states before and after the release in its
+result and its log, and the report says per board what was done and what not. A worker still
+running :data:`KILL_AFTER` seconds after the SIGTERM is killed; a killed worker (by the parent,
+the OOM killer, a ``kill -9``) releases nothing, so the parent re-opens its slot and releases the
+relays itself (:func:`_dead_worker_result`). Workers ignore SIGINT (a Ctrl-C reaches the whole
+process group; the parent decides) and watch their parent: if it dies, they stop as if told to.
 """
 
 from __future__ import annotations

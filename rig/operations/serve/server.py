@@ -100,8 +100,9 @@ class SlotServer:
     ``station_lock`` serialises open/close of slots when several servers share a station.
     ``log`` receives one line per connection, per board check and per board event.
     ``backup_mode`` is the backup policy of the destructive commands (``auto``, ``require``,
-    ``skip``; validated, with ``--force`` for ``skip``, by :func:`rig.operations.prepare_backups`
-    before a server is made) and ``store`` the backup store (default: the station's).
+    ``skip``; validated, with ``--force`` for ``skip``, by
+    :func:`~rig.operations.safeguards.prepare_backups` before a server is made) and ``store`` the
+    backup store (default: the station's).
     """
 
     def __init__(
@@ -162,10 +163,11 @@ class SlotServer:
         """Vouch for the board in the open slot ``live`` before a client may touch it.
 
         Download mode by relays and a flasher session identify the chip; the slot's
-        ``expected_mac`` refuses another board (:class:`~rig.flasher.WrongBoard`); then
-        :func:`~rig.operations.ensure_backup` applies the backup policy: a backup of this MAC
-        is relied on only if it matches the chip's whole-flash MD5 now (``auto`` dumps again
-        otherwise, ``require`` refuses). The relays are released afterwards, whatever happened.
+        ``expected_mac`` refuses another board (:class:`~rig.operations.errors.WrongBoard`);
+        then :func:`~rig.operations.safeguards.ensure_backup` applies the backup policy: a backup
+        of this MAC is relied on only if it matches the chip's whole-flash MD5 now (``auto``
+        dumps again otherwise, ``require`` refuses). The relays are released afterwards,
+        whatever happened.
 
         When: at start-up (:meth:`check`, so a bad slot fails ``rig serve`` before it serves
         anything) and again on *every* connect, before the client gets a byte. Between two
