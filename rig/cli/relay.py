@@ -10,7 +10,7 @@ from rich.console import Console
 from rig.cli.common import command, load_station, pick_slot, station_option
 from rig.errors import BadInput, OperationError
 
-__all__ = ["relay_command"]
+__all__ = ["COMMANDS", "relay_command"]
 
 
 @command("relay")
@@ -68,3 +68,6 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
                 threading.Event().wait()
             except KeyboardInterrupt:
                 console.print(f"{slot_id}: {role} released")
+
+
+COMMANDS = [relay_command]

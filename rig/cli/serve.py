@@ -24,7 +24,7 @@ from rig.cli.common import (
 )
 from rig.errors import BadInput
 
-__all__ = ["serve_command"]
+__all__ = ["COMMANDS", "serve_command"]
 
 REMOTE_WARNING = (
     "warning: RFC 2217 has no authentication - anyone who can reach {bind}:{port} can reset "
@@ -145,6 +145,8 @@ def serve_command(
             server.close()
         station.close()
 
+
+COMMANDS = [serve_command]
 
 if __name__ == "__main__":
     serve_command(prog_name="rig serve")

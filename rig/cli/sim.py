@@ -20,7 +20,7 @@ from rig.cli.common import command
 from rig.errors import BadInput
 from rig.esp32 import parse_mac
 
-__all__ = ["run_sim_transport", "sim_command", "transport_option"]
+__all__ = ["COMMANDS", "run_sim_transport", "sim_command", "transport_option"]
 
 
 def _mac_option(ctx, param, value):
@@ -169,3 +169,6 @@ def sim_command(
     except ValueError as err:  # e.g. an image larger than the flash
         raise click.BadParameter(str(err), param_hint="--flash-image") from err
     run_sim_transport(board, transport, save_flash=save_flash)
+
+
+COMMANDS = [sim_command]

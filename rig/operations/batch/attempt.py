@@ -34,7 +34,7 @@ MAX_BACKOFF = 60.0
 CONSOLE_TAIL = 400  # characters of the boot console kept in the report
 
 
-class Stopped(Exception):
+class Stopped(OperationError):
     """A worker stopped at a safe point because it was asked to (or its parent died)."""
 
 

@@ -34,11 +34,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rig.errors import OperationError
+
 STATE_FILE = "station.json"
 FORMAT_VERSION = 1
 
 
-class StateError(RuntimeError):
+class StateError(OperationError):
     """The state directory or file cannot be used (unwritable, not JSON, wrong shape)."""
 
 
