@@ -67,64 +67,8 @@ The package, as labgrid's ``pytestplugin``: :mod:`~rig.pytest_plugin.hooks`,
 pytest looks for them (``pytest11`` entry point ``rig = "rig.pytest_plugin"``).
 """
 
-from rig.pytest_plugin.fixtures import (
-    _rig_hil,
-    artifacts,
-    backup,
-    backup_store,
-    board,
-    catalog_firmware,
-    esp,
-    firmware,
-    rig_artifacts,
-    rig_backup,
-    rig_board,
-    rig_dump,
-    rig_esp,
-    rig_firmware,
-    rig_fw_name,
-    rig_record,
-    rig_station,
-    station,
-)
-from rig.pytest_plugin.hooks import (
-    pytest_addoption,
-    pytest_collection_modifyitems,
-    pytest_configure,
-    pytest_generate_tests,
-    pytest_report_header,
-    pytest_runtest_makereport,
-    pytest_runtest_setup,
-    pytest_unconfigure,
-    pytest_xdist_make_scheduler,
-)
+from rig.pytest_plugin import fixtures, hooks
+from rig.pytest_plugin.fixtures import *  # noqa: F403 - pytest finds fixtures here
+from rig.pytest_plugin.hooks import *  # noqa: F403 - and hooks
 
-__all__ = [
-    "_rig_hil",
-    "artifacts",
-    "backup",
-    "backup_store",
-    "board",
-    "catalog_firmware",
-    "esp",
-    "firmware",
-    "pytest_addoption",
-    "pytest_collection_modifyitems",
-    "pytest_configure",
-    "pytest_generate_tests",
-    "pytest_report_header",
-    "pytest_runtest_makereport",
-    "pytest_runtest_setup",
-    "pytest_unconfigure",
-    "pytest_xdist_make_scheduler",
-    "rig_artifacts",
-    "rig_backup",
-    "rig_board",
-    "rig_dump",
-    "rig_esp",
-    "rig_firmware",
-    "rig_fw_name",
-    "rig_record",
-    "rig_station",
-    "station",
-]
+__all__ = [*fixtures.__all__, *hooks.__all__]

@@ -11,6 +11,7 @@ from rig.operations.session import WrongBoard
 from rig.pytest_plugin.state import NO_BOARD, RECORD, hil_state, record_of
 
 __all__ = [
+    "_rig_hil",
     "artifacts",
     "backup",
     "backup_store",
