@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import rig
 from rig import config
 from rig.config import (
     BoardType,
@@ -24,7 +25,7 @@ from rig.config import (
     load_station,
     station_from_env,
 )
-from rig.yamlpos import YamlError, load_yaml
+from rig.config.yamlpos import YamlError, load_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS_DIR = builtin_configs_dir() / "boards"
@@ -138,7 +139,8 @@ def test_shipped_configs_have_no_problems():
 
 def test_top_level_configs_is_the_package_copy():
     assert (REPO / "configs").resolve() == builtin_configs_dir().resolve()
-    assert builtin_configs_dir() == Path(config.__file__).resolve().parent / "configs"
+    # Package data of ``rig`` (importlib.resources), whichever module of the package asks.
+    assert builtin_configs_dir() == Path(rig.__file__).resolve().parent / "configs"
 
 
 def test_shipped_boards_load():

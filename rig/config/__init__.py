@@ -28,6 +28,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -1255,8 +1256,10 @@ def load_boards(dirs: Iterable[str | os.PathLike[str]]) -> dict[str, BoardType]:
 
 
 def builtin_configs_dir() -> Path:
-    """The shipped configs: ``rig/configs`` (the checkout's top-level ``configs`` links to it)."""
-    return Path(__file__).resolve().parent / "configs"
+    """The shipped configs: the package data ``rig/configs`` (the checkout's top-level
+    ``configs`` links to it). Found through :mod:`importlib.resources`, not ``__file__``, so the
+    answer does not depend on which module of the package asks, in a checkout or installed."""
+    return Path(str(resources.files("rig") / "configs"))
 
 
 def board_dirs_for(station_path: str | os.PathLike[str] | None = None) -> list[Path]:
