@@ -21,8 +21,6 @@ from .pins import GpiodFactory, PinFactory, RpiGpioFactory
 from .ports import PortSpec
 from .relays import Relay, RelayBank, RelayLog
 
-# Relay roles and the simulated board inputs they switch: the reset relay shorts EN to GND.
-SIM_CONTACTS = {"io0": "io0", "power": "power", "reset": "en"}
 REAPPEAR_S = 5.0  # seconds a vanished USB serial port may take to re-enumerate
 
 
@@ -140,14 +138,13 @@ class LiveStation:
         import os
         from pathlib import Path
 
+        from .config.faults import wiring
         from .images.synthetic import vendor_l7x_flash
         from .sim.board import SimBoard
         from .sim.efuse import Security
-        from .sim.faults import coerce, wiring
         from .sim.pins import SimPinFactory
 
         sim = slot_cfg.simulated
-        faults = [coerce(spec) for spec in sim.faults]
         # A simulated board keeps its flash from one rig command to the next, as hardware
         # does: the flash lives in the station's state dir while the slot is not in use.
         kept = self.config.state_dir / "sim-flash" / f"{slot_cfg.id}.bin"
@@ -171,7 +168,7 @@ class LiveStation:
                 fail_connects=sim.fail_connects,
                 max_baud=sim.max_baud,
                 realtime=sim.realtime,
-                inject=faults,
+                inject=sim.faults,
                 inject_seed=sim.fault_seed if sim.fault_seed is not None else seed,
                 # The port the rig opens is a stable alias of the pty, resolved at every open
                 # (as /dev/serial/by-id is on a bench): an unplugged board comes back under a
@@ -183,14 +180,15 @@ class LiveStation:
             )
             self._sim_boards[slot_cfg.id] = board
             self._stack.callback(board.close)  # the board outlives slot use, like hardware
-        stuck, io0_reaches = wiring(faults)
+        stuck, io0_reaches = wiring(sim.faults)
         io0_reaches = io0_reaches and sim.io0_connected
+        contacts = config.SIM_VARIANTS[sim.variant].contacts  # relay role -> board input
         wiring_map = {
             # io0_connected: false (or an io0_open fault) models an IO0 wire that does not reach
             # the module.
             channel.pin: (
                 board,
-                None if role == "io0" and not io0_reaches else SIM_CONTACTS[role],
+                None if role == "io0" and not io0_reaches else contacts[role],
             )
             for role, channel in slot_cfg.relays.items()
         }

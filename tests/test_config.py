@@ -14,8 +14,8 @@ from rig import config
 from rig.config import (
     BoardType,
     ConfigError,
+    SequenceStep,
     Station,
-    Step,
     builtin_configs_dir,
     check_files,
     default_station,
@@ -562,14 +562,16 @@ def test_json_schema_validates_shipped_files():
 
 # -- building blocks -------------------------------------------------------------------------------
 def test_steps():
-    assert Step.model_validate({"pulse": "reset", "ms": 250}, context={}).seconds == 0.25
-    step = Step(action="wait", seconds=0.5)
+    assert SequenceStep.model_validate({"pulse": "reset", "ms": 250}, context={}).seconds == 0.25
+    step = SequenceStep(action="wait", seconds=0.5)
     assert (str(step), step.as_yaml()) == ("wait 0.5 s", {"wait": 0.5})
-    assert Step.model_validate({"press": "power"}, context={}).as_yaml() == {"press": "power"}
+    assert SequenceStep.model_validate({"press": "power"}, context={}).as_yaml() == {
+        "press": "power"
+    }
     with pytest.raises(ValidationError, match="unknown relay role 'fan'"):
-        Step.model_validate({"close": "fan"}, context={})
+        SequenceStep.model_validate({"close": "fan"}, context={})
     with pytest.raises(ValidationError, match="needs a role"):
-        Step(action="close")
+        SequenceStep(action="close")
 
 
 def test_direct_construction_still_cross_checks():

@@ -7,7 +7,7 @@ simulated board the way it drives a real one:
 * ``en``    closed = EN (CHIP_PU) shorted to GND: chip held in reset; opening it resets the chip
 * ``power`` closed = the board's power button pressed
 
-Variants (fact sheet §7, design.md "Board physics"):
+Variants (:data:`rig.config.simulated.SIM_VARIANTS`; fact sheet §7, design.md "Board physics"):
 
 * ``l7x`` - Vigotech VG-L7X: CH330 bridge without DTR/RTS, soft power latch. Pressing the button
   powers the ESP32; a firmware that boots latches the supply on, so its board stays on after the
@@ -35,50 +35,19 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from rig.config.simulated import SIM_VARIANTS
 
 from .chip import Esp32Chip
 from .efuse import UNSECURED, Security, mac_from_seed, parse_mac
+from .errors import PowerLost
 from .faults import Fault, FaultInjector
 from .flash import INSTANT, REALISTIC, NorFlash
 from .scheduler import Scheduler
 from .uart import PtyUart
 
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    inputs: tuple[str, ...]
-    soft_power_latch: bool
-    always_powered: bool
-    modem_lines: bool  # does the bridge carry DTR/RTS (only meaningful over RFC2217)
-    description: str
-
-
-VARIANTS = {
-    "l7x": Variant(
-        "l7x",
-        ("power", "io0", "en"),
-        soft_power_latch=True,
-        always_powered=False,
-        modem_lines=False,
-        description="Vigotech VG-L7X: CH330 without DTR/RTS, soft power latch",
-    ),
-    "devkit": Variant(
-        "devkit",
-        ("en", "io0"),
-        soft_power_latch=False,
-        always_powered=True,
-        modem_lines=True,
-        description="ESP32-DevKitC: USB powered, EN and IO0",
-    ),
-}
 BOOT_MODES = ("download", "flash")
-
-
-class PowerLost(Exception):
-    """Raised inside a slow flash operation when the supply or EN drops under it."""
 
 
 class SimBoard:
@@ -118,13 +87,14 @@ class SimBoard:
         whose capacity byte esptool does not know, or one that reports less than the array
         holds (a remarked chip): the array stays ``flash_size`` bytes. ``security``: the
         flash-encryption and secure-boot eFuses burnt on the chip."""
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
+        if variant not in SIM_VARIANTS:
+            known = ", ".join(SIM_VARIANTS)
+            raise ValueError(f"unknown board variant {variant!r} (known: {known})")
         if on_close not in ("keep", "reset"):
             raise ValueError(f"on_close must be 'keep' or 'reset', not {on_close!r}")
         if boot is not None and boot not in BOOT_MODES:
             raise ValueError(f"boot must be one of {BOOT_MODES}, not {boot!r}")
-        self.variant = VARIANTS[variant]
+        self.variant = SIM_VARIANTS[variant]
         self.name = name or f"{variant}-{seed}"
         if isinstance(mac, str):
             mac = parse_mac(mac)
@@ -184,7 +154,7 @@ class SimBoard:
             self.injector.add(fault)
         if self.variant.always_powered:
             with self.lock:
-                self._log("power on (USB)")
+                self.log_event("power on (USB)")
                 self.chip.reset(io0_low=False)
         if boot is not None:
             self.boot_into(boot)
@@ -228,7 +198,7 @@ class SimBoard:
             if self._contacts[name] == closed:
                 return
             self._contacts[name] = closed
-            self._log(f"{name} {'closed' if closed else 'open'}")
+            self.log_event(f"{name} {'closed' if closed else 'open'}")
             getattr(self, f"_on_{name}")(closed)
 
     def press(self, name: str) -> None:
@@ -260,12 +230,12 @@ class SimBoard:
             self._cut.clear()
             if io0_low != self._modem_io0_low:
                 self._modem_io0_low = io0_low
-                self._log(f"io0 {'pulled low' if io0_low else 'released'} (DTR/RTS)")
+                self.log_event(f"io0 {'pulled low' if io0_low else 'released'} (DTR/RTS)")
             if en_low == self._modem_en_low:
                 return
             self._modem_en_low = en_low
             self._en_rise += 1
-            self._log(f"en {'pulled low' if en_low else 'released'} (DTR/RTS)")
+            self.log_event(f"en {'pulled low' if en_low else 'released'} (DTR/RTS)")
             if en_low:
                 if not self._contacts["en"] and self._supply():
                     self.chip.hold_in_reset()
@@ -278,7 +248,7 @@ class SimBoard:
         if rise != self._en_rise or self._modem_en_low or self._contacts["en"]:
             return
         if self._supply():
-            self._log("en high (auto-reset)")
+            self.log_event("en high (auto-reset)")
             self._reset_chip()
 
     def boot_into(self, mode: str) -> None:
@@ -323,7 +293,7 @@ class SimBoard:
         usb_powered = self.variant.always_powered
         back = (lambda: self.scheduler.call_later(0, self._usb_back)) if usb_powered else None
         self.uart.unplug(gone, on_replug=back)
-        self._log("USB unplugged")
+        self.log_event("USB unplugged")
         if usb_powered:
             self.scheduler.call_later(0, self._usb_gone)
 
@@ -334,7 +304,7 @@ class SimBoard:
         """The supply sags under the chip: it dies mid-whatever and, if the supply is still
         there ``off`` seconds later, boots again from its straps."""
         with self.lock:
-            self._log("brown-out")
+            self.log_event("brown-out")
             self._latched = False  # the firmware's latch drops with its chip
             self.chip.power_off()
             self.scheduler.call_later(off, self._supply_back)
@@ -342,7 +312,7 @@ class SimBoard:
     def _supply_back(self) -> None:
         if self.chip.powered or not self._supply():
             return
-        self._log("supply back")
+        self.log_event("supply back")
         if self._contacts.get("en") or self._modem_en_low:
             self.chip.powered = True
             self.chip.hold_in_reset()
@@ -350,11 +320,11 @@ class SimBoard:
             self._reset_chip()
 
     def _usb_gone(self) -> None:
-        self._log("power off (USB unplugged)")
+        self.log_event("power off (USB unplugged)")
         self.chip.power_off()
 
     def _usb_back(self) -> None:
-        self._log("power on (USB plugged in)")
+        self.log_event("power on (USB plugged in)")
         self._supply_back()
 
     # -- console ----------------------------------------------------------------------------------
@@ -413,7 +383,7 @@ class SimBoard:
         self.chip.reset(io0_low=io0_low)
         if io0_low and self.fail_connects > 0:
             self.fail_connects -= 1
-            self._log("chip hangs after reset (injected fault)")
+            self.log_event("chip hangs after reset (injected fault)")
             self.chip.hang()
 
     def _on_en(self, closed: bool) -> None:
@@ -433,7 +403,7 @@ class SimBoard:
                 self._press_while_running = True  # the firmware sees a new press
                 return
             if not was_powered:
-                self._log("power on")
+                self.log_event("power on")
                 if self._contacts.get("en"):
                     self.chip.powered = True
                     self.chip.hold_in_reset()
@@ -442,7 +412,7 @@ class SimBoard:
             return
         if self._latched:
             if self._press_while_running:
-                self._log("firmware releases the power latch")
+                self.log_event("firmware releases the power latch")
                 self._power_off_now()
             return
         self._power_off_now()
@@ -451,13 +421,13 @@ class SimBoard:
         self._latched = False
         self._press_while_running = False
         if self.chip.powered:
-            self._log("power off")
+            self.log_event("power off")
             self.chip.power_off()
 
     def _firmware_started(self) -> None:
         if self.variant.soft_power_latch and self.chip.powered:
             self._latched = True
-            self._log("firmware latches power on")
+            self.log_event("firmware latches power on")
 
     def _flash_sleep(self, seconds: float) -> None:
         if seconds > 0 and self._cut.wait(seconds):
@@ -474,10 +444,11 @@ class SimBoard:
 
     def _on_host_close(self) -> None:
         if self.on_close == "reset":
-            self._log("host closed the port: reset")
+            self.log_event("host closed the port: reset")
             self.boot_into(self.default_boot)
 
-    def _log(self, what: str) -> None:
+    def log_event(self, what: str) -> None:
+        """Record what happened to the board (``events``, and ``RIG_SIM_TRACE`` if set)."""
         now = time.monotonic()
         self.events.append((now, what))
         if len(self.events) > 10000:

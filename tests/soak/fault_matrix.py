@@ -207,7 +207,7 @@ def station_config(workdir: Path, slot_id: str, fault: dict[str, Any], extra: di
     slots = []
     for slot in base.slots:
         if slot.id == slot_id:
-            specs = (config.FaultSpec.model_validate(fault),) if fault else ()
+            specs = (config.parse_fault(fault),) if fault else ()
             sim = slot.simulated.model_copy(update={"faults": specs, **extra})
             slot = slot.model_copy(update={"simulated": sim})
         slots.append(slot)
