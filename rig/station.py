@@ -139,7 +139,7 @@ class LiveStation:
         from pathlib import Path
 
         from .config.faults import wiring
-        from .images.synthetic import vendor_l7x_flash
+        from .images.flash_contents import vendor_l7x_flash
         from .sim.board import SimBoard
         from .sim.efuse import Security
         from .sim.pins import SimPinFactory

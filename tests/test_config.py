@@ -173,15 +173,16 @@ def test_shipped_boards_load():
 
 def test_shipped_firmware_is_the_synthetic_images_with_the_declared_sha256():
     from rig.images import synthetic
+    from rig.images.flash_contents import merged_firmware
 
     l7x = load_board(BOARDS_DIR / "l7x.yaml")
     expected = {
-        "vendor-l7x": synthetic.merged_firmware(synthetic.VENDOR_L7X),
-        "custom-grbl": synthetic.merged_firmware(synthetic.CUSTOM_GRBL),
+        "vendor-l7x": merged_firmware(synthetic.VENDOR_L7X),
+        "custom-grbl": merged_firmware(synthetic.CUSTOM_GRBL),
     }
     for fw in l7x.firmware:
         # If this fails after a change to rig.images.synthetic, regenerate the file
-        # (Path(fw.file).write_bytes(synthetic.merged_firmware(...))) and update the sha256 in
+        # (Path(fw.file).write_bytes(merged_firmware(...))) and update the sha256 in
         # l7x.yaml.
         assert fw.read() == expected[fw.name], fw.name
         assert hashlib.sha256(expected[fw.name]).hexdigest() == fw.sha256

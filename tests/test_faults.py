@@ -351,7 +351,7 @@ def station_file(tmp_path: Path, faults: str = "", backups: Path | None = None) 
 
 def seed_l7x1_backup(root: Path) -> dict[str, str]:
     from rig.backups import BackupStore
-    from rig.images.synthetic import vendor_l7x_flash
+    from rig.images.flash_contents import vendor_l7x_flash
 
     data = vendor_l7x_flash()
     mac = ":".join(f"{b:02x}" for b in mac_from_seed("l7x:l7x-1"))

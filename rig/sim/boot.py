@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rig.images.app_desc import AppDescriptor, find_app_descriptor
+from rig.images.console import console_script
 from rig.images.esp_image import EspImage, ImageError, parse_image
 from rig.images.partitions import (
     APP_SUBTYPES,
@@ -61,7 +62,6 @@ from rig.images.partitions import (
     find_boot_app,
     parse_table,
 )
-from rig.images.synthetic import BOOTLOADER_OFFSET, PARTITION_TABLE_OFFSET, console_script
 
 __all__ = [
     "BOOT_MODES",
@@ -101,6 +101,10 @@ BOOT_MODES = {
     STRAP_SPI: "SPI_FAST_FLASH_BOOT",
 }
 NEXT_RESET_REASON = {"rtcwdt_reset": 0x10, "sw_reset": 0x3}
+# Kept here rather than taken from rig.esp32, so the simulator stays a referee of the rig's facts
+# (tests/sim/test_sim_facts.py checks both against esptool's ESP32ROM).
+BOOTLOADER_OFFSET = 0x1000  # where the ROM loads the 2nd-stage bootloader from (SPI boot)
+PARTITION_TABLE_OFFSET = 0x8000  # the IDF bootloader's CONFIG_PARTITION_TABLE_OFFSET default
 
 BOOTLOADER_REGION = PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET  # 0x7000, the most the ROM loads
 DEFAULT_IDF_VER = "v4.4.7"  # used when neither bootloader nor app says which IDF built it

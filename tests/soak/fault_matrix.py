@@ -144,7 +144,7 @@ def image_for(kind: str, seed: int) -> bytes:
 
 @cache
 def _initial_flash(slot_id: str) -> bytes:
-    from rig.images.synthetic import vendor_l7x_flash
+    from rig.images.flash_contents import vendor_l7x_flash
 
     if slot_id.startswith("l7x"):
         return vendor_l7x_flash()
