@@ -123,7 +123,8 @@ def batch_scaling(tmp: Path, counts: tuple[int, ...], baud: int) -> list[dict]:
 
     from rig.backups import BackupStore
     from rig.batch import plan_batch, run_batch
-    from rig.sim.efuse import format_mac, mac_from_seed
+    from rig.esp32 import format_mac
+    from rig.sim.parts.efuse import mac_from_seed
 
     base = station(tmp, realtime=True)
     template = base.slots[0]

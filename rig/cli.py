@@ -167,7 +167,7 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
 def _mac_option(ctx, param, value):
     if value is None:
         return None
-    from .sim.efuse import parse_mac
+    from .esp32 import parse_mac
 
     try:
         return parse_mac(value)

@@ -141,7 +141,7 @@ class LiveStation:
         from .config.faults import wiring
         from .images.flash_contents import vendor_l7x_flash
         from .sim.board import SimBoard
-        from .sim.efuse import Security
+        from .sim.parts.efuse import Security
         from .sim.pins import SimPinFactory
 
         sim = slot_cfg.simulated

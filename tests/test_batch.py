@@ -29,12 +29,13 @@ from rig.batch import STEPS, BatchReport, Job, flash_board, is_transient, plan_b
 from rig.board import DownloadModeError
 from rig.cli_batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir, load_station
+from rig.esp32 import format_mac
 from rig.flasher import FlashDefect, FlasherError, WrongBoard
 from rig.images.synthetic import vendor_l7x_flash
 from rig.locks import SlotBusy, SlotLock
 from rig.operations import OperationError
 from rig.quarantine import QuarantineEntry, StationState
-from rig.sim.efuse import format_mac, mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 
 pytestmark = pytest.mark.timeout(90)
 

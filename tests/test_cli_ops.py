@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from rig.backups import BackupStore
 from rig.cli import main
 from rig.config import load_station
+from rig.esp32 import format_mac
 from rig.images import synthetic
 from rig.relays import uninstall_safety_net
-from rig.sim.efuse import format_mac, mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)
 MAC = format_mac(mac_from_seed("l7x:l7x-2"))  # the simulated slot l7x-2's factory MAC

@@ -290,7 +290,7 @@ def test_random_fault_entries(workdir, boards, fault, kind):
 def arm(fault) -> None:
     """Arm ``fault`` on a stand-in for a simulated board's parts (no pty, no threads)."""
     from rig.sim.faults import FaultInjector
-    from rig.sim.flash import NorFlash
+    from rig.sim.parts.flash import NorFlash
 
     part = SimpleNamespace
     target = part(

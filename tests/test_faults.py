@@ -34,7 +34,7 @@ from soak import fault_matrix as M
 from rig.errors import BadInput
 from rig.esplog import captured
 from rig.sim import faults as F
-from rig.sim.efuse import mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -168,7 +168,8 @@ def test_catalog_file_changed_since_load_is_bad_input(sim_station_config):
 def test_cycle_json_reports_every_step(sim_station_config, sim_station_file):
     cfg = sim_station_config()
     # The dump is tested elsewhere: give the board a verified backup so the cycle reuses it.
-    from rig.sim.efuse import format_mac, mac_from_seed
+    from rig.esp32 import format_mac
+    from rig.sim.parts.efuse import mac_from_seed
 
     flash = synthetic.vendor_l7x_flash()
     mac = format_mac(mac_from_seed("l7x:l7x-3"))

@@ -317,7 +317,8 @@ def test_an_unmarked_test_that_writes_gets_a_backup_first_and_a_restore(
 
 
 SWAP = """
-from rig.sim.efuse import Efuses, parse_mac
+from rig.esp32 import parse_mac
+from rig.sim.parts.efuse import Efuses
 
 def test_another_board_is_put_in_the_slot(board, station):
     # Another board: another chip (its factory MAC is in its eFuses, which the register bus

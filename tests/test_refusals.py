@@ -24,9 +24,10 @@ from click.testing import CliRunner
 from rig.backups import BackupStore
 from rig.cli import main
 from rig.cli_batch import flash_command
+from rig.esp32 import format_mac
 from rig.images import synthetic
 from rig.relays import uninstall_safety_net
-from rig.sim.efuse import Security, format_mac, mac_from_seed
+from rig.sim.parts.efuse import Security, mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -29,10 +29,11 @@ from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
 from rig.backups import BackupStore
+from rig.esp32 import format_mac
 from rig.images.synthetic import vendor_l7x_flash
 from rig.locks import SlotBusy, SlotLock
 from rig.serve import AutoResetDecoder, SlotServer
-from rig.sim.efuse import format_mac, mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 from rig.station import LiveStation
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli_serve"]  # `rig serve` (the same click command)

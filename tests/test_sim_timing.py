@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig.sim.flash import REALISTIC, NorFlash
-from rig.sim.uart import LineRate
+from rig.sim.parts.flash import REALISTIC, NorFlash
+from rig.sim.transport.pty import LineRate
 
 
 class FakeClock:

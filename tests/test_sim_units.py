@@ -20,13 +20,14 @@ from esptool.loader import ESPLoader, slip_reader
 from esptool.targets.esp32 import ESP32ROM
 from esptool.util import FatalError
 
-from rig.sim import slip
+from rig.esp32 import parse_mac
 from rig.sim.board import SimBoard
-from rig.sim.efuse import EFUSE_BASE, ESPRESSIF_OUIS, Efuses, mac_from_seed, parse_mac
-from rig.sim.flash import FlashRangeError, NorFlash
-from rig.sim.protocol import HEADER, MalformedRequest, Op, Request, data_checksum
-from rig.sim.registers import RegisterBus
-from rig.sim.spi import Spi1
+from rig.sim.loader import slip
+from rig.sim.loader.protocol import HEADER, MalformedRequest, Op, Request, data_checksum
+from rig.sim.parts.efuse import EFUSE_BASE, ESPRESSIF_OUIS, Efuses, mac_from_seed
+from rig.sim.parts.flash import FlashRangeError, NorFlash
+from rig.sim.parts.registers import RegisterBus
+from rig.sim.parts.spi import Spi1
 
 # -- SLIP ---------------------------------------------------------------------------------------
 

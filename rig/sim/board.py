@@ -38,14 +38,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rig.config.simulated import SIM_VARIANTS
+from rig.esp32 import format_mac, parse_mac
 
-from .chip import Esp32Chip
-from .efuse import UNSECURED, Security, mac_from_seed, parse_mac
+from .chip.chip import Esp32Chip
 from .errors import PowerLost
 from .faults import Fault, FaultInjector
-from .flash import INSTANT, REALISTIC, NorFlash
+from .parts.efuse import UNSECURED, Security, mac_from_seed
+from .parts.flash import INSTANT, REALISTIC, NorFlash
 from .scheduler import Scheduler
-from .uart import PtyUart
+from .transport.pty import PtyUart
 
 BOOT_MODES = ("download", "flash")
 
@@ -172,7 +173,7 @@ class SimBoard:
 
     @property
     def mac_str(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.mac)
+        return format_mac(self.mac)
 
     @property
     def powered(self) -> bool:

@@ -46,7 +46,7 @@ from rig.config.faults import (
 )
 
 from .errors import PowerLost
-from .flash import REALISTIC, NorFlash
+from .parts.flash import REALISTIC, NorFlash
 from .scheduler import Scheduler
 
 __all__ = [

@@ -161,7 +161,7 @@ def snapshot_backups(root: Path) -> dict[str, str]:
 
 def seed_backups(store, station, slot_id: str) -> None:
     """A verified backup of the case's board, and one of another board (must stay untouched)."""
-    from rig.sim.efuse import mac_from_seed
+    from rig.sim.parts.efuse import mac_from_seed
 
     slot = station.slot(slot_id)
     variant = slot.simulated.variant

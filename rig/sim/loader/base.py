@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .flash import FlashRangeError
+from ..parts.flash import FlashRangeError
 from .protocol import CommandError, MalformedRequest, Op, Request, data_checksum, response
 
 if TYPE_CHECKING:

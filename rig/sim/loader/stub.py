@@ -15,8 +15,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from .flash import SECTOR_SIZE, FlashRangeError
-from .loader import FlashWrite, Loader, Reply
+from ..parts.flash import SECTOR_SIZE, FlashRangeError
+from .base import FlashWrite, Loader, Reply
 from .protocol import CommandError, Op, Request, StubError
 
 MAX_BLOCK = 0x10000

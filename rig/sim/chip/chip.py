@@ -17,15 +17,16 @@ import json
 from collections.abc import Callable
 from importlib import resources
 
-from . import boot, slip
-from .efuse import UNSECURED, Efuses, Security
-from .flash import NorFlash
-from .loader import Loader
-from .protocol import Request
-from .registers import RTC_CALI_VALUE, RegisterBus
-from .rom import RomLoader
-from .spi import Spi1
-from .stub import StubLoader
+from ..loader import slip
+from ..loader.base import Loader
+from ..loader.protocol import Request
+from ..loader.rom import RomLoader
+from ..loader.stub import StubLoader
+from ..parts.efuse import UNSECURED, Efuses, Security
+from ..parts.flash import NorFlash
+from ..parts.registers import RTC_CALI_VALUE, RegisterBus
+from ..parts.spi import Spi1
+from . import boot
 
 ROM_BAUD = 115200
 STRAP_DOWNLOAD = 0x03  # boot:0x3 DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2)

@@ -9,8 +9,8 @@ is not implemented on the ESP32 ROM (error 0x05, which esptool swallows while co
 
 from __future__ import annotations
 
-from .flash import BLOCK_SIZE, FlashRangeError
-from .loader import FlashWrite, Loader, Reply
+from ..parts.flash import BLOCK_SIZE, FlashRangeError
+from .base import FlashWrite, Loader, Reply
 from .protocol import CommandError, Op, Request, RomError
 
 XTAL_HZ = 40_000_000
