@@ -23,7 +23,15 @@ __all__ = ["SIM_VARIANTS", "SimEfuses", "SimSlot", "SimVariant"]
 
 @dataclass(frozen=True)
 class SimVariant:
-    """A kind of simulated board.
+    """A kind of simulated board (fact sheet section 7, design.md "Board physics").
+
+    * ``l7x`` - Vigotech VG-L7X: CH330 bridge without DTR/RTS, soft power latch. Pressing the
+      button powers the ESP32; a firmware that boots latches the supply on, so its board stays
+      on after the button is released (a later press-and-release switches it off, as the
+      firmware's button handler does). The ROM does not latch: in download mode the board is
+      powered only while the button is held, and releasing it browns the chip out.
+    * ``devkit`` - ESP32-DevKitC style: powered from USB all the time, EN and IO0 inputs, and the
+      classic two-transistor auto-reset circuit on its bridge's DTR/RTS (``rig.sim.bridge``).
 
     ``inputs`` are its contacts, what a relay or a finger closes (``power`` button, ``io0`` to
     GND, ``en`` to GND); ``contacts`` maps each relay role a slot may wire to the contact it
