@@ -27,7 +27,7 @@ from rig.config import (
 )
 from rig.config.yamlpos import YamlError, load_yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BOARDS_DIR = builtin_configs_dir() / "boards"
 STATIONS_DIR = builtin_configs_dir() / "stations"
 
