@@ -39,7 +39,6 @@ __all__ = [
     "Role",
     "Seconds",
     "StrictBool",
-    "StrictInt",
     "human_size",
     "int_like",
 ]
@@ -123,7 +122,6 @@ FlashSize = Annotated[
     ),
 ]
 StrictBool = Annotated[bool, Strict()]
-StrictInt = Annotated[int, Strict()]
 Seconds = Annotated[float, Strict()]
 
 _ENV_RE = re.compile(r"\$(?:\$|\{(\w+)(?::-([^}]*))?\}|(\w+))")
