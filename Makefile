@@ -23,7 +23,7 @@ demo: $(STAMP)
 # then a deeper run of the config fuzzer. Prints the table; fails on any invariant violation.
 soak: $(STAMP)
 	RIG_SOAK=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/soak $(PYTEST_ARGS)
-	RIG_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(BIN)/python -m pytest -n 2 -q tests/test_config_fuzz.py
+	RIG_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(BIN)/python -m pytest -n 2 -q tests/config/test_config_fuzz.py
 
 # Benchmarks on the paced simulated station (QUICK=1: smaller transfers, under ~2 minutes).
 bench: $(STAMP)

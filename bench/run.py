@@ -25,7 +25,8 @@ from rich.table import Table
 
 from rig import config
 from rig.board.station import LiveStation
-from rig.images import synthetic
+from rig.esp32 import APP_OFFSET
+from rig.images import flash_contents, synthetic
 from rig.operations.esplog import captured
 from rig.operations.session import FlasherSession
 
@@ -66,7 +67,7 @@ def dump(tmp: Path, baud: int, size: int, *, realtime: bool = True, slot: str = 
 def restore(tmp: Path, baud: int) -> dict:
     """App-only change, then: the rig's verified fast restore vs stock esptool write-flash of
     the whole 4 MB image, both end to end (download mode by relays, connect, write, verify)."""
-    original = synthetic.vendor_l7x_flash()
+    original = flash_contents.vendor_l7x_flash()
     image = tmp / "backup.bin"
     image.write_bytes(original)
     app = synthetic.custom_grbl_app()
@@ -76,7 +77,7 @@ def restore(tmp: Path, baud: int) -> dict:
         sim = st.simulated_board("l7x-2")
         for who in ("rig", "esptool"):
             sim.flash.preload(0, original)
-            sim.flash.preload(synthetic.APP_OFFSET, app + b"\xff" * 0x1000)  # the app changed
+            sim.flash.preload(APP_OFFSET, app + b"\xff" * 0x1000)  # the app changed
             t0 = time.monotonic()
             if who == "rig":
                 with FlasherSession(live.board, bauds=[baud]) as session:
@@ -121,9 +122,10 @@ def batch_scaling(tmp: Path, counts: tuple[int, ...], baud: int) -> list[dict]:
     simulated board, which a real bench does not pay for)."""
     import hashlib
 
+    from rig.esp32 import format_mac
     from rig.operations.backups import BackupStore
     from rig.operations.batch import plan_batch, run_batch
-    from rig.sim.efuse import format_mac, mac_from_seed
+    from rig.sim.parts.efuse import mac_from_seed
 
     base = station(tmp, realtime=True)
     template = base.slots[0]
@@ -140,7 +142,7 @@ def batch_scaling(tmp: Path, counts: tuple[int, ...], baud: int) -> list[dict]:
         slots.append(
             template.model_copy(update={"id": f"l7x-{i + 1}", "relays": relays, "simulated": sim})
         )
-    flash = synthetic.vendor_l7x_flash()
+    flash = flash_contents.vendor_l7x_flash()
     store = BackupStore(tmp / "backups")
     for i in range(max(counts)):  # every board already has its verified backup
         mac = format_mac(mac_from_seed(f"l7x:bench-{i}"))

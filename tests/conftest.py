@@ -124,7 +124,7 @@ def dut(shared_board) -> SimBoard:
 
 
 @pytest.fixture
-def board(make_board) -> SimBoard:
+def sim_board(make_board) -> SimBoard:
     """A simulated L7X in ROM download mode (power held, IO0 latched low), blank flash."""
     return make_board("l7x", boot="download")
 

@@ -21,10 +21,7 @@ from rig.hardware.ports import PortSpec
 if TYPE_CHECKING:
     from rig.board.station import LiveStation
 
-__all__ = ["SIM_CONTACTS", "simulated_parts"]
-
-# Relay roles and the simulated board inputs they switch: the reset relay shorts EN to GND.
-SIM_CONTACTS = {"io0": "io0", "power": "power", "reset": "en"}
+__all__ = ["simulated_parts"]
 
 
 def simulated_parts(
@@ -33,14 +30,13 @@ def simulated_parts(
     import os
     from pathlib import Path
 
-    from rig.images.synthetic import vendor_l7x_flash
+    from rig.config.faults import wiring
+    from rig.images.flash_contents import vendor_l7x_flash
     from rig.sim.board import SimBoard
-    from rig.sim.efuse import Security
-    from rig.sim.faults import coerce, wiring
+    from rig.sim.parts.efuse import Security
     from rig.sim.pins import SimPinFactory
 
     sim = slot_cfg.simulated
-    faults = [coerce(spec) for spec in sim.faults]
     # A simulated board keeps its flash from one rig command to the next, as hardware
     # does: the flash lives in the station's state dir while the slot is not in use.
     kept = station.config.state_dir / "sim-flash" / f"{slot_cfg.id}.bin"
@@ -64,7 +60,7 @@ def simulated_parts(
             fail_connects=sim.fail_connects,
             max_baud=sim.max_baud,
             realtime=sim.realtime,
-            inject=faults,
+            inject=sim.faults,
             inject_seed=sim.fault_seed if sim.fault_seed is not None else seed,
             # The port the rig opens is a stable alias of the pty, resolved at every open
             # (as /dev/serial/by-id is on a bench): an unplugged board comes back under a
@@ -76,14 +72,15 @@ def simulated_parts(
         )
         station._sim_boards[slot_cfg.id] = board
         station._stack.callback(board.close)  # the board outlives slot use, like hardware
-    stuck, io0_reaches = wiring(faults)
+    stuck, io0_reaches = wiring(sim.faults)
     io0_reaches = io0_reaches and sim.io0_connected
+    contacts = config.SIM_VARIANTS[sim.variant].contacts  # relay role -> board input
     wiring_map = {
         # io0_connected: false (or an io0_open fault) models an IO0 wire that does not reach
         # the module.
         channel.pin: (
             board,
-            None if role == "io0" and not io0_reaches else SIM_CONTACTS[role],
+            None if role == "io0" and not io0_reaches else contacts[role],
         )
         for role, channel in slot_cfg.relays.items()
     }

@@ -143,7 +143,7 @@ def sim_command(
     The first line on stdout is PORT=<path>; point stock esptool at it with
     --before no-reset --after no-reset.
     """
-    from rig.images.synthetic import vendor_l7x_flash
+    from rig.images.flash_contents import vendor_l7x_flash
     from rig.sim.board import SimBoard
 
     if flash_image is not None and blank:

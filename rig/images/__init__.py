@@ -1,12 +1,17 @@
 """ESP32 flash images built and parsed in pure Python (no third-party binaries are shipped).
 
 ``esp_image`` is the image container, ``app_desc`` the app's identity struct, ``partitions`` the
-partition table, ``synthetic`` the deterministic firmwares and flash contents the rig and its
-simulator use.
+partition table, ``console`` the console script a synthetic firmware carries, ``synthetic`` the
+deterministic firmwares and ``flash_contents`` the whole flash contents the rig and its simulator
+use. The ESP32's offsets come from :mod:`rig.esp32` and are re-exported here.
 """
 
+from rig.esp32 import APP_OFFSET, BOOTLOADER_OFFSET, PARTITION_TABLE_OFFSET
+
 from .app_desc import APP_DESC_MAGIC, AppDescriptor, find_app_descriptor
+from .console import CONSOLE_MAGIC, console_script
 from .esp_image import EspImage, ImageError, Segment, build_image, parse_image
+from .flash_contents import custom_grbl_flash, merged_firmware, vendor_l7x_flash
 from .partitions import (
     PartitionEntry,
     PartitionTableError,
@@ -15,23 +20,16 @@ from .partitions import (
     parse_table,
 )
 from .synthetic import (
-    APP_OFFSET,
-    BOOTLOADER_OFFSET,
-    CONSOLE_MAGIC,
     CUSTOM_GRBL,
     DEFAULT_PARTITIONS,
-    PARTITION_TABLE_OFFSET,
     VENDOR_L7X,
-    Firmware,
+    SyntheticFirmware,
     app_image,
     bootloader_image,
-    console_script,
     custom_grbl_app,
-    custom_grbl_flash,
     firmware_app,
     partition_table,
     vendor_l7x_app,
-    vendor_l7x_flash,
 )
 
 __all__ = [
@@ -45,11 +43,11 @@ __all__ = [
     "VENDOR_L7X",
     "AppDescriptor",
     "EspImage",
-    "Firmware",
     "ImageError",
     "PartitionEntry",
     "PartitionTableError",
     "Segment",
+    "SyntheticFirmware",
     "app_image",
     "bootloader_image",
     "build_image",
@@ -60,6 +58,7 @@ __all__ = [
     "find_app_descriptor",
     "find_boot_app",
     "firmware_app",
+    "merged_firmware",
     "parse_image",
     "parse_table",
     "partition_table",

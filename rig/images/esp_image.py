@@ -27,6 +27,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rig.esp32 import IMAGE_CHIP_ID, IMAGE_MAGIC
+
 __all__ = [
     "CHIP_ID_ESP32",
     "FLASH_FREQS",
@@ -42,9 +44,8 @@ __all__ = [
     "parse_image",
 ]
 
-IMAGE_MAGIC = 0xE9  # ESPLoader.ESP_IMAGE_MAGIC
 CHECKSUM_SEED = 0xEF  # ESPLoader.ESP_CHECKSUM_MAGIC
-CHIP_ID_ESP32 = 0  # ESP32ROM.IMAGE_CHIP_ID
+CHIP_ID_ESP32 = IMAGE_CHIP_ID  # ESP32ROM.IMAGE_CHIP_ID (the chip id field of an ESP32 image)
 WP_PIN_DISABLED = 0xEE  # ESP32FirmwareImage.WP_PIN_DISABLED
 MAX_SEGMENTS = 16  # BaseFirmwareImage.verify(): "Invalid segment count ... (max 16)"
 MAX_SEGMENT_LEN = 0x1000000  # save_segment(): "The 16 MB limit has been exceeded"

@@ -1,66 +1,47 @@
-"""Deterministic synthetic firmware: valid ESP32 images and whole flash contents.
+"""Deterministic synthetic firmware: valid ESP32 images the rig and its simulator use.
 
 The project ships no third-party binaries, so the bootloader, the "vendor" app and the custom
 GRBL app are generated here. Every byte derives from fixed strings through SHAKE-256 (never the
 ``random`` module or the clock), so the same call returns the same bytes on every machine and
-Python version, and sha256 values in board configs stay valid forever.
-
-**Console-script convention.** The simulator cannot execute Xtensa code, so what a firmware
-prints is carried as data inside its image. Right after the 256-byte ``esp_app_desc_t`` at the
-start of the first DROM segment sits::
-
-    b"RIGCONSOLE\\0"  LE16 length  UTF-8 text (lines joined by "\\n")
-
-:func:`console_script` extracts it; the simulated board "runs" a firmware by printing those lines
-after the ESP-IDF startup log. An image without the block (e.g. a real firmware) boots silently.
+Python version, and sha256 values in board configs stay valid forever. What a firmware prints is
+carried in its image (:mod:`rig.images.console`); whole flash contents built from these images
+are in :mod:`rig.images.flash_contents`.
 
 Flash layout follows arduino-esp32's ``default.csv`` (which Grbl_Esp32 builds used): bootloader
 at 0x1000, partition table at 0x8000, nvs, otadata (left erased, so the bootloader falls back to
-``ota_0``), app0/app1 OTA slots, spiffs.
+``ota_0``), app0/app1 OTA slots, spiffs. The offsets are the ESP32's (:mod:`rig.esp32`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
-import zlib
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 
-from .app_desc import APP_DESC_SIZE, AppDescriptor, first_drom_segment
-from .esp_image import EspImage, Segment, build_image
+from rig.esp32 import APP_OFFSET
+
+from .app_desc import AppDescriptor
+from .console import console_block
+from .esp_image import Segment, build_image
 from .partitions import PartitionEntry, build_table
 
 __all__ = [
     "APP_OFFSET",
-    "BOOTLOADER_OFFSET",
-    "CONSOLE_MAGIC",
     "CUSTOM_GRBL",
     "DEFAULT_PARTITIONS",
     "FLASH_SIZE_4MB",
-    "PARTITION_TABLE_OFFSET",
     "VENDOR_L7X",
-    "Firmware",
+    "SyntheticFirmware",
     "app_image",
     "bootloader_image",
-    "console_block",
-    "console_script",
     "custom_grbl_app",
-    "custom_grbl_flash",
-    "merged_firmware",
     "firmware_app",
     "partition_table",
+    "stream",
     "vendor_l7x_app",
-    "vendor_l7x_flash",
 ]
 
-BOOTLOADER_OFFSET = 0x1000
-PARTITION_TABLE_OFFSET = 0x8000
-APP_OFFSET = 0x10000
 FLASH_SIZE_4MB = 0x400000
-
-CONSOLE_MAGIC = b"RIGCONSOLE\x00"
-_CONSOLE_LEN = struct.Struct("<H")
 
 # Segment load addresses an ESP-IDF app uses (esp32 memory map / esptool ESP32ROM.MEMORY_MAP).
 DROM_ADDR = 0x3F400020  # flash-mapped rodata; +0x20 = file offset of the first segment's data
@@ -74,14 +55,14 @@ APP_ENTRY = 0x40081A04  # call_start_cpu0, inside the IRAM segments
 DEFAULT_PARTITIONS = (
     PartitionEntry.of("nvs", "data", "nvs", 0x9000, 0x5000),
     PartitionEntry.of("otadata", "data", "ota", 0xE000, 0x2000),
-    PartitionEntry.of("app0", "app", "ota_0", 0x10000, 0x140000),
+    PartitionEntry.of("app0", "app", "ota_0", APP_OFFSET, 0x140000),
     PartitionEntry.of("app1", "app", "ota_1", 0x150000, 0x140000),
     PartitionEntry.of("spiffs", "data", "spiffs", 0x290000, 0x170000),
 )
 
 
 @dataclass(frozen=True)
-class Firmware:
+class SyntheticFirmware:
     """A firmware we can synthesise: its identity (app descriptor) and what it prints.
 
     ``banner`` is the one console line that tells firmwares apart; match it with
@@ -99,7 +80,7 @@ class Firmware:
     size_hint: int = 300_000
 
 
-VENDOR_L7X = Firmware(
+VENDOR_L7X = SyntheticFirmware(
     name="vendor-l7x",
     project_name="VigoEsp32",
     version="3.0 Build 20200720",
@@ -126,7 +107,7 @@ VENDOR_L7X = Firmware(
     size_hint=900_000,
 )
 
-CUSTOM_GRBL = Firmware(
+CUSTOM_GRBL = SyntheticFirmware(
     name="custom-grbl",
     project_name="custom-grbl",
     version="1.3a-rig",
@@ -152,7 +133,7 @@ CUSTOM_GRBL = Firmware(
 
 
 # -- deterministic filler --------------------------------------------------------------------------
-def _stream(seed: str, n: int) -> bytes:
+def stream(seed: str, n: int) -> bytes:
     """``n`` reproducible pseudo-random bytes (SHAKE-256 is fixed by FIPS 202, forever)."""
     return hashlib.shake_256(seed.encode()).digest(n)
 
@@ -162,7 +143,7 @@ def _pseudo_code(seed: str, n: int) -> bytes:
     224-word vocabulary, so zlib -9 shrinks it to ~63% like real firmware, not ~100% like noise
     (this decides how long a simulated compressed write-flash takes)."""
     words = n // 3 + 1
-    raw = _stream(f"code/{seed}", 768 + 4 * words)
+    raw = stream(f"code/{seed}", 768 + 4 * words)
     vocab = [raw[i : i + 3] for i in range(0, 768, 3)]
     out = [vocab[raw[k]] if raw[k] < 224 else raw[k + 1 : k + 4] for k in range(768, len(raw), 4)]
     return b"".join(out)[:n]
@@ -176,35 +157,6 @@ def _strings(*texts: str) -> bytes:
     """A rodata-like blob of NUL-terminated strings, 4-byte aligned."""
     blob = b"".join(t.encode() + b"\x00" for t in texts)
     return blob + b"\x00" * (-len(blob) % 4)
-
-
-# -- console script --------------------------------------------------------------------------------
-def console_block(lines: tuple[str, ...] | list[str]) -> bytes:
-    """Encode a console script (the block :func:`console_script` reads), 4-byte aligned."""
-    text = "\n".join(lines).encode("utf-8")
-    if len(text) > 0xFFFF:
-        raise ValueError("console script longer than 65535 bytes")
-    block = CONSOLE_MAGIC + _CONSOLE_LEN.pack(len(text)) + text
-    return block + b"\x00" * (-len(block) % 4)
-
-
-def console_script(image: EspImage) -> list[str] | None:
-    """The console lines carried by an app image, or None if it carries none."""
-    data = first_drom_segment(image)
-    if data is None:
-        return None
-    at = APP_DESC_SIZE
-    if data[at : at + len(CONSOLE_MAGIC)] != CONSOLE_MAGIC:
-        return None
-    at += len(CONSOLE_MAGIC)
-    if at + _CONSOLE_LEN.size > len(data):
-        return None
-    (length,) = _CONSOLE_LEN.unpack_from(data, at)
-    at += _CONSOLE_LEN.size
-    if at + length > len(data):
-        return None
-    text = data[at : at + length].decode("utf-8", errors="replace")
-    return text.split("\n") if text else []
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -309,8 +261,8 @@ def app_image(
 
 
 @cache
-def firmware_app(fw: Firmware) -> bytes:
-    """The app image for a :class:`Firmware` (cached)."""
+def firmware_app(fw: SyntheticFirmware) -> bytes:
+    """The app image for a :class:`SyntheticFirmware` (cached)."""
     return app_image(
         project_name=fw.project_name,
         version=fw.version,
@@ -334,106 +286,3 @@ def custom_grbl_app() -> bytes:
 @cache
 def partition_table() -> bytes:
     return build_table(DEFAULT_PARTITIONS)
-
-
-# -- flash contents --------------------------------------------------------------------------------
-def _nvs_entry(ns: int, dtype: int, key: str, value: bytes) -> bytes:
-    """An NVS item: ns, type, span 1, chunk 0xFF, crc32, key[16], data[8] (0xFF padded)."""
-    head = bytes((ns, dtype, 1, 0xFF))
-    body = key.encode().ljust(16, b"\x00")[:15] + b"\x00" + value.ljust(8, b"\xff")
-    return head + struct.pack("<I", zlib.crc32(head + body, 0xFFFFFFFF)) + body
-
-
-def _nvs_page() -> bytes:
-    """One ACTIVE NVS page (IDF nvs_page.hpp): header, entry-state bitmap, items, 0xFF rest.
-
-    Header: state 0xFFFFFFFE (ACTIVE), seq 0, version 0xFE, 19 x 0xFF, crc32 of bytes 4..27.
-    Bitmap: two bits per entry, 0b10 = written.
-    """
-    u8, u16, i32 = 0x01, 0x02, 0x14
-    items = [
-        _nvs_entry(0, u8, "nvs.net80211", b"\x01"),
-        _nvs_entry(0, u8, "phy", b"\x02"),
-        _nvs_entry(0, u8, "Grbl_ESP32", b"\x03"),
-        _nvs_entry(1, u8, "opmode", b"\x02"),
-        _nvs_entry(1, u8, "ap.chan", b"\x01"),
-        _nvs_entry(1, u16, "bcn.interval", struct.pack("<H", 100)),
-        _nvs_entry(2, i32, "cal_version", struct.pack("<i", 4397)),
-    ]
-    settings = [("StepPulse", 10), ("IdleDelay", 255), ("LaserMode", 1), ("MaxSpindle", 1000)]
-    settings += [(f"{axis}/StepsPerMm", 80_000) for axis in "XYZ"]
-    settings += [(f"{axis}/MaxRate", 600_000) for axis in "XYZ"]
-    items += [_nvs_entry(3, i32, key, struct.pack("<i", value)) for key, value in settings]
-    header = struct.pack("<II", 0xFFFFFFFE, 0) + b"\xfe" + b"\xff" * 19
-    header += struct.pack("<I", zlib.crc32(header[4:28], 0xFFFFFFFF))
-    bitmap = bytearray(b"\xff" * 32)
-    for i in range(len(items)):
-        bitmap[i // 4] &= ~(1 << ((i % 4) * 2)) & 0xFF
-    page = header + bytes(bitmap) + b"".join(items)
-    return page + b"\xff" * (0x1000 - len(page))
-
-
-def _spiffs_data(size: int) -> bytes:
-    """SPIFFS-like content: 256-byte pages, each an object header (obj id, span index, flags)
-    followed by high-entropy data (gzip'd web UI files are what these partitions hold)."""
-    raw = _stream("spiffs/vg-l7x", size)
-    pages = []
-    for n in range(size // 256):
-        obj, span = 1 + (n // 64) % 40, n % 64
-        pages.append(struct.pack("<HHB", obj, span, 0xF8) + raw[n * 256 + 5 : (n + 1) * 256])
-    return b"".join(pages)
-
-
-def _flash(size: int, parts: list[tuple[int, bytes]]) -> bytes:
-    if size < FLASH_SIZE_4MB:
-        raise ValueError(f"flash of {size:#x} bytes is smaller than the 4 MB layout")
-    flash = bytearray(b"\xff" * size)
-    for offset, data in parts:
-        flash[offset : offset + len(data)] = data
-    return bytes(flash)
-
-
-@lru_cache(maxsize=4)
-def vendor_l7x_flash(size: int = FLASH_SIZE_4MB) -> bytes:
-    """A whole flash as a VG-L7X leaves the factory: bootloader, table, NVS, vendor app, spiffs."""
-    spiffs = DEFAULT_PARTITIONS[-1]
-    return _flash(
-        size,
-        [
-            (BOOTLOADER_OFFSET, bootloader_image()),
-            (PARTITION_TABLE_OFFSET, partition_table()),
-            (DEFAULT_PARTITIONS[0].offset, _nvs_page()),
-            (APP_OFFSET, vendor_l7x_app()),
-            (spiffs.offset, _spiffs_data(spiffs.size)),
-        ],
-    )
-
-
-@cache
-def merged_firmware(fw: Firmware) -> bytes:
-    """Bootloader + partition table + app as one file to write at :data:`BOOTLOADER_OFFSET`.
-
-    What ``esptool merge-bin 0x1000 bootloader.bin 0x8000 partitions.bin 0x10000 app.bin``
-    makes (gaps filled with 0xFF): the complete set a board needs to boot after a chip erase,
-    which is how firmware for boards like the L7X is distributed and catalogued.
-    """
-    parts = [
-        (BOOTLOADER_OFFSET, bootloader_image()),
-        (PARTITION_TABLE_OFFSET, partition_table()),
-        (APP_OFFSET, firmware_app(fw)),
-    ]
-    end = APP_OFFSET + len(parts[-1][1])
-    return _flash(FLASH_SIZE_4MB, parts)[BOOTLOADER_OFFSET:end]
-
-
-@lru_cache(maxsize=4)
-def custom_grbl_flash(size: int = FLASH_SIZE_4MB) -> bytes:
-    """A whole flash with the custom GRBL app (same bootloader and table), otherwise erased."""
-    return _flash(
-        size,
-        [
-            (BOOTLOADER_OFFSET, bootloader_image()),
-            (PARTITION_TABLE_OFFSET, partition_table()),
-            (APP_OFFSET, custom_grbl_app()),
-        ],
-    )

@@ -168,7 +168,7 @@ def _apply_overrides(
                 fields = fw.model_dump()
                 fields["file"] = str(path)
                 fields["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-                fw = config.Firmware.model_validate(fields)
+                fw = config.CatalogFirmware.model_validate(fields)
             entries.append(fw)
         out[board_name] = board.model_copy(update={"firmware": tuple(entries)})
     return out

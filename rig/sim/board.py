@@ -7,19 +7,9 @@ simulated board the way it drives a real one:
 * ``en``    closed = EN (CHIP_PU) shorted to GND: chip held in reset; opening it resets the chip
 * ``power`` closed = the board's power button pressed
 
-Variants (fact sheet §7, design.md "Board physics"):
-
-* ``l7x`` - Vigotech VG-L7X: CH330 bridge without DTR/RTS, soft power latch. Pressing the button
-  powers the ESP32; a firmware that boots latches the supply on, so its board stays on after the
-  button is released (a later press-and-release switches it off, as the firmware's button
-  handler does). The ROM does not latch: in download mode the board is powered only while the
-  button is held, and releasing it browns the chip out (silence, RAM state lost).
-* ``devkit`` - ESP32-DevKitC style: powered from USB all the time, EN and IO0 inputs, and the
-  classic two-transistor auto-reset circuit on its bridge's DTR/RTS
-  (:meth:`SimBoard.set_modem_lines`, driven over RFC 2217 by :mod:`rig.sim.rfc2217`): EN is
-  pulled low while RTS is asserted and DTR is not, IO0 while DTR is asserted and RTS is not. The
-  pull-downs are wired-OR with the relay contacts. EN rises through its RC
-  (:attr:`SimBoard.EN_RISE_DELAY`) once nothing pulls it.
+The variants (``l7x`` with its soft power latch, ``devkit`` powered from USB with the auto-reset
+circuit on its bridge, :mod:`rig.sim.bridge`) and their physics are the table
+:data:`rig.config.simulated.SIM_VARIANTS` (fact sheet §7, design.md "Board physics").
 
 Injected faults (:mod:`rig.sim.faults`: line noise, drops, stalls, unplug and re-enumeration,
 brown-out, bad sectors, a hung chip, slow flash, console garbage) are given as ``inject=[...]``
@@ -29,68 +19,34 @@ at the board's current pty (the stable name a rig opens, as ``/dev/serial/by-id`
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 import traceback
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .chip import Esp32Chip
-from .efuse import UNSECURED, Security, mac_from_seed, parse_mac
+from rig.config.simulated import SIM_VARIANTS
+from rig.esp32 import format_mac, parse_mac
+
+from .bridge import UsbBridge
+from .chip.chip import Esp32Chip
+from .errors import PowerLost
+from .events import EventLog
 from .faults import Fault, FaultInjector
-from .flash import INSTANT, REALISTIC, NorFlash
+from .parts.efuse import UNSECURED, Security, mac_from_seed
+from .parts.flash import INSTANT, REALISTIC, NorFlash
 from .scheduler import Scheduler
-from .uart import PtyUart
+from .transport.pty import PtyUart
 
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    inputs: tuple[str, ...]
-    soft_power_latch: bool
-    always_powered: bool
-    modem_lines: bool  # does the bridge carry DTR/RTS (only meaningful over RFC2217)
-    description: str
-
-
-VARIANTS = {
-    "l7x": Variant(
-        "l7x",
-        ("power", "io0", "en"),
-        soft_power_latch=True,
-        always_powered=False,
-        modem_lines=False,
-        description="Vigotech VG-L7X: CH330 without DTR/RTS, soft power latch",
-    ),
-    "devkit": Variant(
-        "devkit",
-        ("en", "io0"),
-        soft_power_latch=False,
-        always_powered=True,
-        modem_lines=True,
-        description="ESP32-DevKitC: USB powered, EN and IO0",
-    ),
-}
 BOOT_MODES = ("download", "flash")
-
-
-class PowerLost(Exception):
-    """Raised inside a slow flash operation when the supply or EN drops under it."""
 
 
 class SimBoard:
     """One simulated board. Use as a context manager, or call :meth:`close`."""
 
-    # Seconds from the auto-reset transistor letting EN go until EN crosses the chip's threshold
-    # (EN pull-up and capacitor; 10 kOhm with the usual 10 uF "auto-reset fix" gives ~0.14 s).
-    # Over RFC 2217 each DTR/RTS change costs the client at least 50 ms (pyserial polls for the
-    # server's acknowledgement), so esptool's ClassicReset passes through (DTR, RTS) = (1, 1) for
-    # ~50 ms before IO0 goes low and keeps IO0 low for >= 150 ms after: an EN that rose faster
-    # than ~0.1 s would boot from flash, one slower than ~0.2 s would miss the IO0 strap.
-    EN_RISE_DELAY = 0.15
+    EN_RISE_DELAY = UsbBridge.EN_RISE_DELAY  # EN's RC after the auto-reset lets it go (devkit)
 
     def __init__(
         self,
@@ -118,13 +74,14 @@ class SimBoard:
         whose capacity byte esptool does not know, or one that reports less than the array
         holds (a remarked chip): the array stays ``flash_size`` bytes. ``security``: the
         flash-encryption and secure-boot eFuses burnt on the chip."""
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown board variant {variant!r} (known: {', '.join(VARIANTS)})")
+        if variant not in SIM_VARIANTS:
+            known = ", ".join(SIM_VARIANTS)
+            raise ValueError(f"unknown board variant {variant!r} (known: {known})")
         if on_close not in ("keep", "reset"):
             raise ValueError(f"on_close must be 'keep' or 'reset', not {on_close!r}")
         if boot is not None and boot not in BOOT_MODES:
             raise ValueError(f"boot must be one of {BOOT_MODES}, not {boot!r}")
-        self.variant = VARIANTS[variant]
+        self.variant = SIM_VARIANTS[variant]
         self.name = name or f"{variant}-{seed}"
         if isinstance(mac, str):
             mac = parse_mac(mac)
@@ -167,24 +124,22 @@ class SimBoard:
             security=security,
         )
         self._contacts = dict.fromkeys(self.variant.inputs, False)
-        # The host's DTR/RTS (pyserial sense, True = asserted) and the auto-reset pulls they make.
-        self.modem_lines: tuple[bool, bool] = (False, False)
-        self._modem_en_low = False
-        self._modem_io0_low = False
-        self._en_rise = 0  # generation of the pending EN rise (a newer pull cancels it)
+        # DTR/RTS and the auto-reset pulls they make; the USB cable.
+        self.bridge = UsbBridge(
+            self,
+            auto_reset=self.variant.modem_lines,
+            usb_powered=self.variant.always_powered,
+        )
         self._latched = False
         self._press_while_running = False
-        self.events: list[tuple[float, str]] = []  # (monotonic time, what happened)
-        # RIG_SIM_TRACE=FILE: every event is also appended there ("<time> <board> <event>"), so
-        # a test can follow a simulated board living inside another process (rig CLI).
-        self._trace = os.environ.get("RIG_SIM_TRACE") or None
+        self.events = EventLog(self.name)  # [(monotonic time, what happened), ...]
         self._inject_seed = seed if inject_seed is None else inject_seed
         self._injector: FaultInjector | None = None
         for fault in inject:  # before the board powers up: garbage at its first reset
             self.injector.add(fault)
         if self.variant.always_powered:
             with self.lock:
-                self._log("power on (USB)")
+                self.log_event("power on (USB)")
                 self.chip.reset(io0_low=False)
         if boot is not None:
             self.boot_into(boot)
@@ -202,7 +157,7 @@ class SimBoard:
 
     @property
     def mac_str(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.mac)
+        return format_mac(self.mac)
 
     @property
     def powered(self) -> bool:
@@ -221,14 +176,11 @@ class SimBoard:
     def set_contact(self, name: str, closed: bool) -> None:
         """Close or open one input contact (what a relay does)."""
         self._check_input(name)
-        if self._would_stop_chip(name, closed):
-            self._cut.set()  # interrupt a slow flash operation holding the lock
-        with self.lock:
-            self._cut.clear()
+        with self.changing_inputs(self._would_stop_chip(name, closed)):
             if self._contacts[name] == closed:
                 return
             self._contacts[name] = closed
-            self._log(f"{name} {'closed' if closed else 'open'}")
+            self.log_event(f"{name} {'closed' if closed else 'open'}")
             getattr(self, f"_on_{name}")(closed)
 
     def press(self, name: str) -> None:
@@ -242,43 +194,36 @@ class SimBoard:
         time.sleep(seconds)
         self.release(name)
 
-    def set_modem_lines(self, dtr: bool, rts: bool) -> None:
-        """The host's DTR/RTS (pyserial sense: True = asserted, line low), e.g. over RFC 2217.
-
-        devkit: the two-transistor auto-reset circuit - EN pulled low while ``rts and not dtr``,
-        IO0 pulled low while ``dtr and not rts``; when EN is let go it rises after
-        :attr:`EN_RISE_DELAY` and the chip samples IO0 then. l7x: its CH330 has no DTR/RTS, the
-        lines reach nothing.
-        """
-        self.modem_lines = (dtr, rts)
-        if not self.variant.modem_lines:
-            return
-        en_low, io0_low = rts and not dtr, dtr and not rts
-        if en_low and not self._modem_en_low:
-            self._cut.set()  # interrupt a slow flash operation holding the lock
+    @contextmanager
+    def changing_inputs(self, stops_chip: bool) -> Iterator[None]:
+        """The board's lock, for an input change; one that stops the chip first interrupts a
+        slow flash operation holding the lock (the chip dies under it, as on a board)."""
+        if stops_chip:
+            self._cut.set()
         with self.lock:
             self._cut.clear()
-            if io0_low != self._modem_io0_low:
-                self._modem_io0_low = io0_low
-                self._log(f"io0 {'pulled low' if io0_low else 'released'} (DTR/RTS)")
-            if en_low == self._modem_en_low:
-                return
-            self._modem_en_low = en_low
-            self._en_rise += 1
-            self._log(f"en {'pulled low' if en_low else 'released'} (DTR/RTS)")
-            if en_low:
-                if not self._contacts["en"] and self._supply():
-                    self.chip.hold_in_reset()
-            elif not self._contacts["en"]:
-                rise = self._en_rise
-                self.scheduler.call_later(self.EN_RISE_DELAY, lambda: self._en_risen(rise))
+            yield
 
-    def _en_risen(self, rise: int) -> None:
-        """EN crossed the threshold after the auto-reset let it go (scheduler, under the lock)."""
-        if rise != self._en_rise or self._modem_en_low or self._contacts["en"]:
-            return
+    @property
+    def modem_lines(self) -> tuple[bool, bool]:
+        """The host's (DTR, RTS), pyserial sense (True = asserted)."""
+        return self.bridge.modem_lines
+
+    def set_modem_lines(self, dtr: bool, rts: bool) -> None:
+        """The host's DTR/RTS (pyserial sense: True = asserted, line low), e.g. over RFC 2217:
+        a devkit's auto-reset circuit pulls EN or IO0 low (:mod:`rig.sim.bridge`); an l7x's
+        CH330 has no DTR/RTS, the lines reach nothing."""
+        self.bridge.set_modem_lines(dtr, rts)
+
+    def en_pulled_low(self) -> None:
+        """The auto-reset transistor pulled EN low (under the lock)."""
+        if not self._contacts["en"] and self._supply():
+            self.chip.hold_in_reset()
+
+    def en_risen(self) -> None:
+        """EN rose after the auto-reset let it go (scheduler, under the lock)."""
         if self._supply():
-            self._log("en high (auto-reset)")
+            self.log_event("en high (auto-reset)")
             self._reset_chip()
 
     def boot_into(self, mode: str) -> None:
@@ -320,21 +265,16 @@ class SimBoard:
     def unplug(self, gone: float | None = 1.0) -> None:
         """The USB cable comes out (and goes back in after ``gone`` seconds, unless None). A
         USB-powered board (devkit) loses power with it; an L7X has its own supply."""
-        usb_powered = self.variant.always_powered
-        back = (lambda: self.scheduler.call_later(0, self._usb_back)) if usb_powered else None
-        self.uart.unplug(gone, on_replug=back)
-        self._log("USB unplugged")
-        if usb_powered:
-            self.scheduler.call_later(0, self._usb_gone)
+        self.bridge.unplug(gone)
 
     def replug(self) -> None:
-        self.uart.replug()
+        self.bridge.replug()
 
     def brown_out(self, off: float = 0.05) -> None:
         """The supply sags under the chip: it dies mid-whatever and, if the supply is still
         there ``off`` seconds later, boots again from its straps."""
         with self.lock:
-            self._log("brown-out")
+            self.log_event("brown-out")
             self._latched = False  # the firmware's latch drops with its chip
             self.chip.power_off()
             self.scheduler.call_later(off, self._supply_back)
@@ -342,20 +282,21 @@ class SimBoard:
     def _supply_back(self) -> None:
         if self.chip.powered or not self._supply():
             return
-        self._log("supply back")
-        if self._contacts.get("en") or self._modem_en_low:
+        self.log_event("supply back")
+        if self._contacts.get("en") or self.bridge.en_low:
             self.chip.powered = True
             self.chip.hold_in_reset()
         else:
             self._reset_chip()
 
-    def _usb_gone(self) -> None:
-        self._log("power off (USB unplugged)")
-        self.chip.power_off()
-
-    def _usb_back(self) -> None:
-        self._log("power on (USB plugged in)")
-        self._supply_back()
+    def usb_supply(self, present: bool) -> None:
+        """The USB cable's supply went away or came back (a USB-powered board; scheduler)."""
+        if present:
+            self.log_event("power on (USB plugged in)")
+            self._supply_back()
+        else:
+            self.log_event("power off (USB unplugged)")
+            self.chip.power_off()
 
     # -- console ----------------------------------------------------------------------------------
     def console_lines(self) -> list[str]:
@@ -409,17 +350,17 @@ class SimBoard:
 
     def _reset_chip(self) -> None:
         """Rising edge of EN or of the supply: the chip samples GPIO0 and boots."""
-        io0_low = self._contacts["io0"] or self._modem_io0_low
+        io0_low = self._contacts["io0"] or self.bridge.io0_low
         self.chip.reset(io0_low=io0_low)
         if io0_low and self.fail_connects > 0:
             self.fail_connects -= 1
-            self._log("chip hangs after reset (injected fault)")
+            self.log_event("chip hangs after reset (injected fault)")
             self.chip.hang()
 
     def _on_en(self, closed: bool) -> None:
         if not self._supply():
             return
-        if not closed and self._modem_en_low:
+        if not closed and self.bridge.en_low:
             return  # the auto-reset transistor still holds EN low
         if closed:
             self.chip.hold_in_reset()
@@ -433,7 +374,7 @@ class SimBoard:
                 self._press_while_running = True  # the firmware sees a new press
                 return
             if not was_powered:
-                self._log("power on")
+                self.log_event("power on")
                 if self._contacts.get("en"):
                     self.chip.powered = True
                     self.chip.hold_in_reset()
@@ -442,7 +383,7 @@ class SimBoard:
             return
         if self._latched:
             if self._press_while_running:
-                self._log("firmware releases the power latch")
+                self.log_event("firmware releases the power latch")
                 self._power_off_now()
             return
         self._power_off_now()
@@ -451,13 +392,13 @@ class SimBoard:
         self._latched = False
         self._press_while_running = False
         if self.chip.powered:
-            self._log("power off")
+            self.log_event("power off")
             self.chip.power_off()
 
     def _firmware_started(self) -> None:
         if self.variant.soft_power_latch and self.chip.powered:
             self._latched = True
-            self._log("firmware latches power on")
+            self.log_event("firmware latches power on")
 
     def _flash_sleep(self, seconds: float) -> None:
         if seconds > 0 and self._cut.wait(seconds):
@@ -474,17 +415,9 @@ class SimBoard:
 
     def _on_host_close(self) -> None:
         if self.on_close == "reset":
-            self._log("host closed the port: reset")
+            self.log_event("host closed the port: reset")
             self.boot_into(self.default_boot)
 
-    def _log(self, what: str) -> None:
-        now = time.monotonic()
-        self.events.append((now, what))
-        if len(self.events) > 10000:
-            del self.events[:5000]
-        if self._trace is not None:
-            try:
-                with open(self._trace, "a") as f:
-                    f.write(f"{now:.3f} {self.name} {what}\n")
-            except OSError:
-                self._trace = None
+    def log_event(self, what: str) -> None:
+        """Record what happened to the board (``events``, and ``RIG_SIM_TRACE`` if set)."""
+        self.events.record(what)

@@ -10,10 +10,11 @@ from click.testing import CliRunner
 
 from rig.cli import main
 from rig.config import load_station
+from rig.esp32 import format_mac
 from rig.hardware.safety import uninstall_safety_net
-from rig.images import synthetic
+from rig.images import flash_contents
 from rig.operations.backups import BackupStore
-from rig.sim.efuse import format_mac, mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)
 MAC = format_mac(mac_from_seed("l7x:l7x-2"))  # the simulated slot l7x-2's factory MAC
@@ -36,7 +37,7 @@ def rig(sim_station_file, tmp_path):
 
 
 def seed(tmp_path) -> None:
-    flash = synthetic.vendor_l7x_flash()
+    flash = flash_contents.vendor_l7x_flash()
     md5 = hashlib.md5(flash).hexdigest()
     BackupStore(tmp_path / "backups").save(MAC, flash, md5, {}, flash_size=len(flash))
 
@@ -73,7 +74,7 @@ def test_dump_makes_a_new_verified_backup(rig, tmp_path):
     out = tmp_path / "copy.bin"
     report = rig("dump", "--slot", "l7x-1", "--out", str(out), "--json")
     data = report["steps"][-1]["data"]
-    assert out.read_bytes() == synthetic.vendor_l7x_flash()
+    assert out.read_bytes() == flash_contents.vendor_l7x_flash()
     assert data["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rig.images.synthetic import vendor_l7x_flash
+from rig.images.flash_contents import vendor_l7x_flash
 
 RIG = [sys.executable, "-m", "rig.cli"]
 

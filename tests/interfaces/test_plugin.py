@@ -301,7 +301,7 @@ def kept_flash(tmp_path: Path, slot: str) -> bytes:
 def test_an_unmarked_test_that_writes_gets_a_backup_first_and_a_restore(
     pytester, sim, tmp_path, how
 ):
-    from rig.images.synthetic import vendor_l7x_flash
+    from rig.images.flash_contents import vendor_l7x_flash
     from rig.operations.backups import BackupStore
 
     pytester.makepyfile(writer(how, "writes_without_a_destructive_marker"))
@@ -317,7 +317,8 @@ def test_an_unmarked_test_that_writes_gets_a_backup_first_and_a_restore(
 
 
 SWAP = """
-from rig.sim.efuse import Efuses, parse_mac
+from rig.esp32 import parse_mac
+from rig.sim.parts.efuse import Efuses
 
 def test_another_board_is_put_in_the_slot(board, station):
     # Another board: another chip (its factory MAC is in its eFuses, which the register bus

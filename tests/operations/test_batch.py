@@ -30,16 +30,17 @@ from rig.board.board import DownloadModeError
 from rig.cli.batch import flash_command, quarantine_command
 from rig.config import builtin_configs_dir, load_station
 from rig.errors import OperationError, is_transient
+from rig.esp32 import format_mac
 from rig.hardware.locks import SlotBusy, SlotLock
 from rig.hardware.ports import PortNotFound
-from rig.images.synthetic import vendor_l7x_flash
+from rig.images.flash_contents import vendor_l7x_flash
 from rig.operations.backups import BackupStore, mac_dir
 from rig.operations.batch import STEPS, BatchReport, Job, flash_board, plan_batch
 from rig.operations.batch.quarantine import QuarantineEntry, StationState
 from rig.operations.bootcheck import ConsoleLost, boot_check
 from rig.operations.fastwrite import FlashDefect
 from rig.operations.session import FlasherError, FlasherSession, WrongBoard
-from rig.sim.efuse import format_mac, mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 
 pytestmark = pytest.mark.timeout(90)
 

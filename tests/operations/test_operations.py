@@ -15,7 +15,8 @@ from rig.board.station import LiveStation
 from rig.cli import main
 from rig.errors import BadInput as BadImage
 from rig.errors import OperationError
-from rig.images import synthetic
+from rig.esp32 import APP_OFFSET
+from rig.images import flash_contents, synthetic
 from rig.operations.backups import BackupStore
 from rig.operations.cycle import run_cycle
 from rig.operations.fastwrite import PartialWrite
@@ -97,8 +98,8 @@ def test_restore_after_an_app_change_writes_only_changed_blocks(station):
     backup = seed_backup(station, "l7x-1")
     with session(slot) as s:
         app = synthetic.custom_grbl_app()
-        s.write(synthetic.APP_OFFSET, app)  # only the app changes
-        assert sim.flash.read(synthetic.APP_OFFSET, len(app)) == app
+        s.write(APP_OFFSET, app)  # only the app changes
+        assert sim.flash.read(APP_OFFSET, len(app)) == app
         stats = s.write(0, backup.read())  # restore
     assert sim.flash.view() == backup.read()
     assert stats.skipped > 3 * 1024 * 1024  # everything but the app region was left alone
@@ -171,9 +172,10 @@ def test_catalog_file_changed_since_load_is_bad_input(sim_station_config):
 def test_cycle_json_reports_every_step(sim_station_config, sim_station_file):
     cfg = sim_station_config()
     # The dump is tested elsewhere: give the board a verified backup so the cycle reuses it.
-    from rig.sim.efuse import format_mac, mac_from_seed
+    from rig.esp32 import format_mac
+    from rig.sim.parts.efuse import mac_from_seed
 
-    flash = synthetic.vendor_l7x_flash()
+    flash = flash_contents.vendor_l7x_flash()
     mac = format_mac(mac_from_seed("l7x:l7x-3"))
     md5 = hashlib.md5(flash).hexdigest()
     BackupStore(cfg.backups).save(mac, flash, md5, {"slot": "l7x-3"}, flash_size=len(flash))

@@ -23,16 +23,17 @@ from click.testing import CliRunner
 
 from rig.cli import main
 from rig.cli.batch import flash_command
+from rig.esp32 import format_mac
 from rig.hardware.safety import uninstall_safety_net
-from rig.images import synthetic
+from rig.images import flash_contents
 from rig.operations.backups import BackupStore
-from rig.sim.efuse import Security, format_mac, mac_from_seed
+from rig.sim.parts.efuse import Security, mac_from_seed
 
 pytestmark = pytest.mark.timeout(180)
 
 SLOT = "l7x-2"
 MAC = format_mac(mac_from_seed(f"l7x:{SLOT}"))  # the simulated slot's factory MAC
-VENDOR = synthetic.vendor_l7x_flash()
+VENDOR = flash_contents.vendor_l7x_flash()
 UNKNOWN_ID = 0x1140EF  # capacity byte 0x11 (a 128 KB W25X10 answers so): in no esptool table
 REPORTS_2MB = 0x1540EF  # a 4 MB array behind a chip that says W25Q16 (2 MB)
 ADESTO_4MB = 0x01871F  # AT25SF321: Adesto ids carry the size in the device byte (0x87 & 0x1F = 7)

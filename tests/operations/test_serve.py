@@ -29,11 +29,12 @@ from esptool_scripts import DEFAULT_RESET_SESSION
 
 from rig import config
 from rig.board.station import LiveStation
+from rig.esp32 import format_mac
 from rig.hardware.locks import SlotBusy, SlotLock
-from rig.images.synthetic import vendor_l7x_flash
+from rig.images.flash_contents import vendor_l7x_flash
 from rig.operations.backups import BackupStore
 from rig.operations.serve import AutoResetDecoder, SlotServer
-from rig.sim.efuse import format_mac, mac_from_seed
+from rig.sim.parts.efuse import mac_from_seed
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli.serve"]  # `rig serve` (the same click command)
 # pyserial 3.5's RFC 2217 client (used in-process here) calls Thread.setDaemon/setName.

@@ -144,7 +144,7 @@ def image_for(kind: str, seed: int) -> bytes:
 
 @cache
 def _initial_flash(slot_id: str) -> bytes:
-    from rig.images.synthetic import vendor_l7x_flash
+    from rig.images.flash_contents import vendor_l7x_flash
 
     if slot_id.startswith("l7x"):
         return vendor_l7x_flash()
@@ -161,7 +161,7 @@ def snapshot_backups(root: Path) -> dict[str, str]:
 
 def seed_backups(store, station, slot_id: str) -> None:
     """A verified backup of the case's board, and one of another board (must stay untouched)."""
-    from rig.sim.efuse import mac_from_seed
+    from rig.sim.parts.efuse import mac_from_seed
 
     slot = station.slot(slot_id)
     variant = slot.simulated.variant
@@ -207,7 +207,7 @@ def station_config(workdir: Path, slot_id: str, fault: dict[str, Any], extra: di
     slots = []
     for slot in base.slots:
         if slot.id == slot_id:
-            specs = (config.FaultSpec.model_validate(fault),) if fault else ()
+            specs = (config.parse_fault(fault),) if fault else ()
             sim = slot.simulated.model_copy(update={"faults": specs, **extra})
             slot = slot.model_copy(update={"simulated": sim})
         slots.append(slot)

@@ -34,7 +34,7 @@ class Job:
 class BatchPlan:
     station: config.Station
     board: str
-    firmware: config.Firmware
+    firmware: config.CatalogFirmware
     images: tuple[FlashImage, ...]
     slots: tuple[str, ...]  # selected, in station order (quarantined ones included)
     quarantined: dict[str, QuarantineEntry]  # selected slots skipped because of the quarantine

@@ -1,28 +1,8 @@
-"""What the simulated ESP32 prints on UART0 after a reset: pure functions returning a script.
+"""What ESP-IDF's second-stage bootloader prints, and which app it starts (:func:`run_bootloader`).
 
-The board module decides *when* (IO0 sampled at the rising edge of EN / power) and plays the
-script: for each ``(delay, text)`` it sleeps ``delay`` seconds and writes ``text + "\\r\\n"``,
-then acts on :attr:`BootScript.then`:
+The ROM (:mod:`.boot`) has loaded and checked the bootloader image; from here the script goes on
+with the bootloader's log. Failure modes, as ESP-IDF reports them:
 
-* ``"wait"``: stay silent until the next reset. After :func:`download_boot` this is the ROM
-  serial loader waiting for esptool; after :func:`spi_boot` it is a ROM that halted
-  (``ets_main.c 371`` after a bootloader checksum error) and answers nothing.
-* ``"run"``: the firmware keeps running silently.
-* ``"rtcwdt_reset"``: the ROM found no image at 0x1000 and its RTC watchdog fires; boot again
-  with ``spi_boot(read, reset_reason=0x10)`` (``rst:0x10 (RTCWDT_RTC_RESET)``).
-* ``"sw_reset"``: the ESP-IDF 2nd-stage bootloader gave up (bad partition table, no bootable app)
-  and called ``bootloader_reset()``, a software system reset: boot again with
-  ``spi_boot(read, reset_reason=0x3)`` (``rst:0x3 (SW_RESET)``), as real boards loop.
-
-:attr:`BootScript.next_reset_reason` gives that reason (None for "wait" / "run").
-
-Failure modes, as the ROM / ESP-IDF report them:
-
-* no ``0xE9`` magic at 0x1000: ``invalid header: 0x%08x`` (first word, little-endian) 8 times
-  ~45 ms apart, then "rtcwdt_reset";
-* bootloader checksum wrong: the load lines, ``csum err:0x<calculated>!=0x<stored>``,
-  ``ets_main.c 371``, then "wait" (halted); a bootloader whose segment headers run past the
-  0x1000..0x8000 region gets ``flash read err, 1000`` + ``ets_main.c 371`` instead;
 * partition table rejected (bad magic, MD5, no end marker, beyond the header's flash size):
   ``E (..) flash_parts: ...``, ``E (..) boot: Failed to verify partition table``, then
   "sw_reset";
@@ -35,21 +15,20 @@ or invalid -> factory, else ``ota_0`` ("No factory image, trying OTA 0"); a vali
 selects ``(seq - 1) % ota_app_count``; a failing candidate falls back to lower indices, then
 higher OTA slots, then the test app.
 
-Texts follow the ESP32 rev v3 ROM (fact sheet section 7) and ESP-IDF's bootloader/startup logs:
+Texts follow ESP-IDF's bootloader/startup logs:
 v3.x style for IDF 3 (``paddr=0x%08x``), v4.x style otherwise (``paddr=%08x ... size=%05xh``);
 tags are ``cpu_start`` as in IDF 3.3 - 4.4. Log timestamps are the script's own clock (cumulative
 delays in ms), so they stay consistent with what a reader sees. The firmware's own output is the
-console script carried in the image (see ``rig.images.synthetic``).
+console script carried in the image (see :mod:`rig.images.console`).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from rig.images.app_desc import AppDescriptor, find_app_descriptor
+from rig.images.console import console_script
 from rig.images.esp_image import EspImage, ImageError, parse_image
 from rig.images.partitions import (
     APP_SUBTYPES,
@@ -61,56 +40,19 @@ from rig.images.partitions import (
     find_boot_app,
     parse_table,
 )
-from rig.images.synthetic import BOOTLOADER_OFFSET, PARTITION_TABLE_OFFSET, console_script
 
-__all__ = [
-    "BOOT_MODES",
-    "RESET_REASONS",
-    "ROM_DATE",
-    "BootScript",
-    "download_boot",
-    "rom_banner",
-    "spi_boot",
-]
+from .script import BootScript, ConsoleLog, Reader
 
-Reader = Callable[[int, int], bytes]
+__all__ = ["IMAGE_CHIP_ID", "PARTITION_TABLE_OFFSET", "run_bootloader"]
 
-ROM_DATE = "ets Jul 29 2019 12:21:46"  # ESP32 rev v3 (ECO3) ROM
-# ESP-IDF RESET_REASON (rom/rtc.h) for ESP32.
-RESET_REASONS = {
-    0x1: "POWERON_RESET",
-    0x3: "SW_RESET",
-    0x4: "OWDT_RESET",
-    0x5: "DEEPSLEEP_RESET",
-    0x6: "SDIO_RESET",
-    0x7: "TG0WDT_SYS_RESET",
-    0x8: "TG1WDT_SYS_RESET",
-    0x9: "RTCWDT_SYS_RESET",
-    0xA: "INTRUSION_RESET",
-    0xB: "TGWDT_CPU_RESET",
-    0xC: "SW_CPU_RESET",
-    0xD: "RTCWDT_CPU_RESET",
-    0xE: "EXT_CPU_RESET",
-    0xF: "RTCWDT_BROWN_OUT_RESET",
-    0x10: "RTCWDT_RTC_RESET",
-}
-STRAP_DOWNLOAD = 0x03  # GPIO0 low (GPIO5 and MTDO high)
-STRAP_SPI = 0x13  # GPIO0 high
-BOOT_MODES = {
-    STRAP_DOWNLOAD: "DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2)",
-    STRAP_SPI: "SPI_FAST_FLASH_BOOT",
-}
-NEXT_RESET_REASON = {"rtcwdt_reset": 0x10, "sw_reset": 0x3}
-
-BOOTLOADER_REGION = PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET  # 0x7000, the most the ROM loads
+PARTITION_TABLE_OFFSET = 0x8000  # the IDF bootloader's CONFIG_PARTITION_TABLE_OFFSET default
+IMAGE_CHIP_ID = 0  # ESP_CHIP_ID_ESP32: the chip id an app image must carry (esp_image_header_t)
 DEFAULT_IDF_VER = "v4.4.7"  # used when neither bootloader nor app says which IDF built it
 CHIP_REV_FULL = 300  # v3.0, matching the 2019 ROM
 FACTORY_INDEX, TEST_INDEX = -1, 16  # bootloader_utility.c partition indices
-INVALID_HEADER_REPEATS = 8
-INVALID_HEADER_PERIOD = 0.045
+OTADATA_SECTOR = 0x1000  # otadata holds two esp_ota_select_entry_t, one per flash sector
 
 # Delays (seconds). A full valid boot stays well under 0.5 s.
-ROM_LOAD_RATE = 10e6  # bytes/s the ROM copies the bootloader at (40 MHz DIO)
 BOOTLOADER_START = 0.029  # first "I (29) boot:" line, as on real boards
 BOOT_LINE = 0.003
 IMAGE_RATE = 12e6  # bytes/s the bootloader loads + hashes app segments
@@ -119,85 +61,8 @@ CONSOLE_FIRST = 0.03
 CONSOLE_LINE = 0.008
 
 _SPI_SPEED = {"80m": "80MHz", "40m": "40MHz", "26m": "26.7MHz", "20m": "20MHz"}
-_CLOCK_DIV = {"80m": 1, "40m": 2, "26m": 3, "20m": 4}
 _SIZE_BYTES = {f"{n}MB": n << 20 for n in (1, 2, 4, 8, 16, 32, 64, 128)}
 _MAP_RANGES = ((0x3F400000, 0x3F800000), (0x400D0000, 0x40400000))  # DROM, IROM: "map"
-
-
-@dataclass(frozen=True)
-class BootScript:
-    """Console lines with the delay (s) *before* each, and what the chip does afterwards."""
-
-    lines: tuple[tuple[float, str], ...]
-    then: str  # "wait" | "run" | "rtcwdt_reset" | "sw_reset"
-
-    @property
-    def next_reset_reason(self) -> int | None:
-        """Reset reason for the automatic reboot that follows, if any."""
-        return NEXT_RESET_REASON.get(self.then)
-
-    @property
-    def duration(self) -> float:
-        return sum(delay for delay, _ in self.lines)
-
-    @property
-    def texts(self) -> list[str]:
-        return [text for _, text in self.lines]
-
-    def text(self) -> str:
-        """Everything as the serial port sees it (lines ended with CR LF)."""
-        return "".join(text + "\r\n" for _, text in self.lines)
-
-
-class _Log:
-    """Accumulates lines; ``t`` is the time since reset, which IDF log stamps show in ms."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[float, str]] = []
-        self.t = 0.0
-
-    def raw(self, delay: float, text: str) -> None:
-        self.t += delay
-        self.lines.append((delay, text))
-
-    def idf(self, level: str, tag: str, msg: str, delay: float, stamp: int | None = None) -> None:
-        ms = round((self.t + delay) * 1000) if stamp is None else stamp
-        self.raw(delay, f"{level} ({ms}) {tag}: {msg}")
-
-    def done(self, then: str) -> BootScript:
-        return BootScript(tuple(self.lines), then)
-
-
-def rom_banner(reset_reason: int, strap: int) -> list[str]:
-    """The three lines every ROM boot starts with: date, blank, ``rst:..,boot:..``."""
-    try:
-        reason = RESET_REASONS[reset_reason]
-    except KeyError:
-        raise ValueError(f"unknown ESP32 reset reason {reset_reason:#x}") from None
-    mode = BOOT_MODES.get(strap, "?")
-    return [ROM_DATE, "", f"rst:{reset_reason:#x} ({reason}),boot:{strap:#x} ({mode})"]
-
-
-def download_boot(reset_reason: int = 0x1) -> BootScript:
-    """GPIO0 low at reset: the ROM serial loader announces itself and waits for esptool."""
-    log = _Log()
-    for text in rom_banner(reset_reason, STRAP_DOWNLOAD):
-        log.raw(0.0, text)
-    log.raw(0.0, "waiting for download")
-    return log.done("wait")
-
-
-def _safe_reader(read: Reader) -> Reader:
-    """Reads past the chip return 0xFF instead of raising (only a table can point there)."""
-
-    def safe(offset: int, length: int) -> bytes:
-        try:
-            data = bytes(read(offset, length))
-        except ValueError:
-            data = b""
-        return data + b"\xff" * (length - len(data))
-
-    return safe
 
 
 def _major(idf_ver: str) -> int:
@@ -209,48 +74,6 @@ def _rev(full: int) -> str:
     return f"v{full // 100}.{full % 100}"
 
 
-def spi_boot(read: Reader, reset_reason: int = 0x1) -> BootScript:
-    """GPIO0 high at reset: the ROM loads the 2nd-stage bootloader at 0x1000, which loads an app.
-
-    ``read(offset, length)`` reads the flash array.
-    """
-    read = _safe_reader(read)
-    log = _Log()
-    for text in rom_banner(reset_reason, STRAP_SPI):
-        log.raw(0.0, text)
-
-    # -- ROM: load the bootloader --------------------------------------------------------------
-    region = read(BOOTLOADER_OFFSET, BOOTLOADER_REGION)
-    try:
-        boot = parse_image(region)
-    except ImageError as exc:
-        if exc.kind == "magic":
-            # ROM checks the magic byte and prints the first word, then retries until the
-            # RTC watchdog resets the chip.
-            (word,) = struct.unpack_from("<I", region)
-            for n in range(INVALID_HEADER_REPEATS):
-                log.raw(0.002 if n == 0 else INVALID_HEADER_PERIOD, f"invalid header: {word:#010x}")
-            return log.done("rtcwdt_reset")
-        # Headers that send the ROM past the loadable region: it reports a read failure and halts.
-        log.raw(0.001, f"flash read err, {BOOTLOADER_OFFSET:x}")
-        log.raw(0.0, "ets_main.c 371")
-        return log.done("wait")
-
-    log.raw(0.001, f"configsip: 0, SPIWP:{boot.wp_pin:#04x}")
-    log.raw(0.0, ",".join(f"{k}:{v:#04x}" for k, v in boot.drive_levels.items()))
-    log.raw(0.0, f"mode:{boot.flash_mode.upper()}, clock div:{_CLOCK_DIV.get(boot.flash_freq, 2)}")
-    for seg in boot.segments:
-        log.raw(len(seg.data) / ROM_LOAD_RATE, f"load:{seg.addr:#010x},len:{len(seg.data)}")
-    if not boot.checksum_ok:
-        log.raw(0.0, f"csum err:{boot.calculated_checksum:#04x}!={boot.checksum:#04x}")
-        log.raw(0.0, "ets_main.c 371")
-        return log.done("wait")
-    log.raw(0.0, f"entry {boot.entry:#010x}")
-
-    return _bootloader(log, read, boot)
-
-
-# -- ESP-IDF 2nd stage bootloader ------------------------------------------------------------------
 def _bootloader_identity(read: Reader, boot: EspImage) -> tuple[str, str]:
     """(IDF version, compile time) for the bootloader's first two lines.
 
@@ -305,7 +128,9 @@ def _otadata_valid_seq(raw: bytes) -> int | None:
     return seq
 
 
-def _bootloader(log: _Log, read: Reader, boot: EspImage) -> BootScript:
+def run_bootloader(log: ConsoleLog, read: Reader, boot: EspImage) -> BootScript:
+    """The bootloader ``boot`` (loaded by the ROM) runs: its banner, the partition table, the
+    app it selects and loads, then that app's startup log and console script."""
     idf_ver, compile_time = _bootloader_identity(read, boot)
     v3 = _major(idf_ver) < 4
     tag_spi = "boot" if v3 else "boot.esp32"
@@ -368,7 +193,7 @@ def _bootloader(log: _Log, read: Reader, boot: EspImage) -> BootScript:
     # bootloader_utility_get_selected_boot_partition()
     start = FACTORY_INDEX
     if otadata is not None:
-        seqs = [_otadata_valid_seq(read(otadata.offset + n * 0x1000, 32)) for n in (0, 1)]
+        seqs = [_otadata_valid_seq(read(otadata.offset + n * OTADATA_SECTOR, 32)) for n in (0, 1)]
         valid = [s for s in seqs if s is not None]
         if not valid or not ota:
             if factory is not None:
@@ -402,7 +227,7 @@ def _bootloader(log: _Log, read: Reader, boot: EspImage) -> BootScript:
 
 
 def _load_app(
-    log: _Log, read: Reader, part: PartitionEntry, v3: bool
+    log: ConsoleLog, read: Reader, part: PartitionEntry, v3: bool
 ) -> tuple[EspImage, float] | None:
     """esp_image_load(): header checks, one log line per segment, then checksum and hash.
 
@@ -423,8 +248,9 @@ def _load_app(
             msg = f"image at {part.offset:#x} has an invalid header: {exc}"
         log.idf("E", "esp_image", msg, BOOT_LINE)
         return None
-    if image.chip_id != 0 and not v3:
-        log.idf("E", "boot_comm", f"mismatch chip ID, expected 0, found {image.chip_id}", BOOT_LINE)
+    if image.chip_id != IMAGE_CHIP_ID and not v3:
+        found = f"expected {IMAGE_CHIP_ID}, found {image.chip_id}"
+        log.idf("E", "boot_comm", f"mismatch chip ID, {found}", BOOT_LINE)
         return None
 
     pending = BOOT_LINE
@@ -450,7 +276,7 @@ def _load_app(
 
 
 def _app_start(
-    log: _Log, part: PartitionEntry, image: EspImage, pending: float, *, boot_idf: str
+    log: ConsoleLog, part: PartitionEntry, image: EspImage, pending: float, *, boot_idf: str
 ) -> BootScript:
     """The bootloader's last words, then the app's startup log and its console script."""
     log.idf("I", "boot", f"Loaded app from partition at offset {part.offset:#x}", pending)

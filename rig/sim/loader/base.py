@@ -1,9 +1,11 @@
 """What the ROM loader and the flasher stub have in common: dispatch, replies, registers, RAM.
 
-A loader answers one decoded request at a time. A handler returns a :class:`Reply` (value,
-data, and optional work to run *after* the reply is on the wire, which is how the stub orders
-"reply, then switch baud" or "reply, then send OHAI") or raises :class:`CommandError` /
-:class:`MalformedRequest`; the loader turns those into the status bytes of its personality.
+A loader runs on a :class:`LoaderHost` (the chip, as the loader sees it: its flash through SPI1,
+its registers, its RAM, its UART) and answers one decoded request at a time. A handler returns
+a :class:`Reply` (value, data, and optional work to run *after* the reply is on the wire, which
+is how the stub orders "reply, then switch baud" or "reply, then send OHAI") or raises
+:class:`CommandError` / :class:`MalformedRequest`; the loader turns those into the status bytes
+of its personality.
 """
 
 from __future__ import annotations
@@ -13,15 +15,43 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .flash import FlashRangeError
+from ..parts.flash import FlashRangeError, NorFlash
+from ..parts.registers import RegisterBus
+from ..parts.spi import Spi1
 from .protocol import CommandError, MalformedRequest, Op, Request, data_checksum, response
 
-if TYPE_CHECKING:
-    from .chip import Esp32Chip
-
 SYNC_PAYLOAD = b"\x07\x07\x12\x20" + b"\x55" * 32  # esptool ESPLoader.sync()
+
+
+class LoaderHost(Protocol):
+    """What a loader needs of the chip it runs on (:class:`~rig.sim.chip.chip.Esp32Chip`)."""
+
+    flash: NorFlash  # the array behind SPI1
+    spi: Spi1  # attached or not: a loader reads the flash through it
+    registers: RegisterBus  # READ_REG / WRITE_REG
+
+    def send_frame(self, payload: bytes) -> None:
+        """SLIP-frame ``payload`` and transmit it."""
+
+    def set_baud(self, baud: int) -> None:
+        """Switch the UART once what is queued has been sent (CHANGE_BAUDRATE)."""
+
+    def execute_ram(self, entry: int, segments: dict[int, bytes]) -> None:
+        """MEM_END with a jump: run what was uploaded (the flasher stub, or silence)."""
+
+    def is_ram(self, address: int, size: int) -> bool:
+        """Whether MEM_BEGIN may load ``size`` bytes at ``address``."""
+
+    def run_user_code(self) -> None:
+        """Leave the loader and boot from flash without a reset."""
+
+    def software_reset(self) -> None:
+        """Reset, keeping the latched strapping."""
+
+    def rom_clock_estimate(self) -> float:
+        """The APB frequency as the ROM believes it (its baud divider is computed from it)."""
 
 
 @dataclass
@@ -67,7 +97,7 @@ class Loader:
     RANGE_ERROR = 0
     NOT_IN_FLASH_MODE = 0
 
-    def __init__(self, chip: Esp32Chip) -> None:
+    def __init__(self, chip: LoaderHost) -> None:
         self.chip = chip
         self.ram_download: RamDownload | None = None
         self.ram_segments: dict[int, bytearray] = {}

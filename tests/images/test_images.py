@@ -46,8 +46,8 @@ from rig.images import (
     vendor_l7x_flash,
 )
 from rig.images.app_desc import APP_DESC_SIZE
+from rig.images.console import CONSOLE_MAGIC, console_block
 from rig.images.esp_image import image_checksum
-from rig.images.synthetic import CONSOLE_MAGIC, console_block
 
 SEGS = [
     Segment(0x3FFB0000, bytes(range(256)) * 4),

@@ -5,51 +5,39 @@ from __future__ import annotations
 
 import pytest
 
-from rig.sim.flash import REALISTIC, NorFlash
-from rig.sim.uart import LineRate
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from rig.clock import FakeClock
+from rig.sim.parts.flash import REALISTIC, NorFlash
+from rig.sim.transport.line import LineRate
 
 
 def test_line_rate_paces_at_baud_over_ten_and_absorbs_jitter():
-    fake = FakeClock()
-    rate = LineRate(sleep=fake.sleep, clock=fake.clock)
+    fake = FakeClock(start=100.0)
+    rate = LineRate(fake)
     rate.wait(1152, 115200)  # 1152 bytes x 10 bits at 115200 = 0.1 s
-    assert fake.slept == pytest.approx([0.1])
+    assert fake.sleeps == pytest.approx([0.1])
     fake.now += 0.001  # the sleep overshot by 1 ms: the next chunk makes it up
     rate.wait(1152, 115200)
-    assert abs(fake.slept[-1] - 0.099) < 1e-9
+    assert abs(fake.sleeps[-1] - 0.099) < 1e-9
     assert abs(fake.now - 100.2) < 1e-9  # 2 x 0.1 s, no drift
 
 
 def test_line_rate_restarts_after_an_idle_line():
-    fake = FakeClock()
-    rate = LineRate(sleep=fake.sleep, clock=fake.clock)
+    fake = FakeClock(start=100.0)
+    rate = LineRate(fake)
     rate.wait(92160, 921600)
     fake.now += 5.0  # idle
     rate.wait(9216, 921600)
-    assert abs(fake.slept[-1] - 0.1) < 1e-9
+    assert abs(fake.sleeps[-1] - 0.1) < 1e-9
 
 
 def test_nor_timing_uses_datasheet_values_per_operation():
-    fake = FakeClock()
+    fake = FakeClock(start=100.0)
     flash = NorFlash(0x400000, timing=REALISTIC, sleep=fake.sleep)
     flash.erase(0x10000, 0x10000)  # one aligned 64 KB block
     flash.erase(0x1000, 0x2000)  # two 4 KB sectors
     flash.program(0x1000, b"\0" * 0x200)  # two 256-byte pages
     flash.erase_chip()
-    assert fake.slept == pytest.approx(
+    assert fake.sleeps == pytest.approx(
         [
             REALISTIC.block_erase_s,
             2 * REALISTIC.sector_erase_s,

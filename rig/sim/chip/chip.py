@@ -17,19 +17,18 @@ import json
 from collections.abc import Callable
 from importlib import resources
 
-from . import boot, slip
-from .efuse import UNSECURED, Efuses, Security
-from .flash import NorFlash
-from .loader import Loader
-from .protocol import Request
-from .registers import RTC_CALI_VALUE, RegisterBus
-from .rom import RomLoader
-from .spi import Spi1
-from .stub import StubLoader
+from ..loader import slip
+from ..loader.base import Loader
+from ..loader.protocol import Request
+from ..loader.rom import RomLoader
+from ..loader.stub import StubLoader
+from ..parts.efuse import UNSECURED, Efuses, Security
+from ..parts.flash import NorFlash
+from ..parts.registers import RTC_CALI_VALUE, RegisterBus
+from ..parts.spi import Spi1
+from . import boot
 
 ROM_BAUD = 115200
-STRAP_DOWNLOAD = 0x03  # boot:0x3 DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2)
-STRAP_SPI_BOOT = 0x13  # boot:0x13 SPI_FAST_FLASH_BOOT (GPIO0 high)
 POWERON_RESET, SW_RESET = 0x1, 0x3
 # Internal SRAM ranges the ROM accepts for MEM_BEGIN (ESP32 TRM §3.3.2, esptool MEMORY_MAP).
 RAM_RANGES = ((0x3FFAE000, 0x40000000), (0x40070000, 0x400C2000), (0x50000000, 0x50002000))
@@ -119,7 +118,7 @@ class Esp32Chip:
         self._stop("reset")
         self.powered = True
         self.resets += 1
-        self.strap = STRAP_DOWNLOAD if io0_low else STRAP_SPI_BOOT
+        self.strap = boot.STRAP_DOWNLOAD if io0_low else boot.STRAP_SPI
         if self.on_reset is not None:
             self.on_reset()
         self._boot(reason)
@@ -145,7 +144,7 @@ class Esp32Chip:
         self.uart.autobaud = False
 
     def _boot(self, reason: int) -> None:
-        if self.strap == STRAP_DOWNLOAD:
+        if self.strap == boot.STRAP_DOWNLOAD:
             self.mode = "download"
             self.loader = RomLoader(self)
             self.uart.autobaud = True

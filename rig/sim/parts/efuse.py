@@ -8,30 +8,12 @@ is rev bit1 and APB_CTL_DATE bit 31 rev bit2, so the major revision is 3 (v3.0 w
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 # Espressif's registered OUIs (IEEE MA-L), the prefixes ESP32 factory MACs are drawn from.
 ESPRESSIF_OUIS = ((0x24, 0x0A, 0xC4), (0x30, 0xAE, 0xA4), (0x3C, 0x71, 0xBF), (0x84, 0x0D, 0x8E))
 
 EFUSE_BASE = 0x3FF5A000
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-]?)[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
-
-
-def parse_mac(text: str) -> bytes:
-    """``24:0a:c4:12:34:56`` (also ``-`` or no separator) -> 6 bytes; ValueError if malformed."""
-    if not _MAC_RE.match(text.strip()):
-        raise ValueError(
-            f"not a MAC address: {text!r} (expected six hex pairs, e.g. 24:0a:c4:12:34:56)"
-        )
-    mac = bytes.fromhex(re.sub(r"[:-]", "", text.strip()))
-    if mac[0] & 0x01:
-        raise ValueError(f"{text}: a multicast address cannot be a chip's factory MAC")
-    return mac
-
-
-def format_mac(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
 
 
 def mac_from_seed(seed: str | int) -> bytes:

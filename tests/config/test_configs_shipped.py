@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rig.config import Step, builtin_configs_dir, default_station, load_board
+from rig.config import SequenceStep, builtin_configs_dir, default_station, load_board
 
 BOARDS = builtin_configs_dir() / "boards"
 CLOSED = {"close": True, "press": True, "open": False, "release": False}
@@ -33,7 +33,7 @@ def test_board_config_sequences_use_declared_relays(name):
                 assert step.role in board.relays, f"{name}.{seq_name}: {step}"
 
 
-def play(board, sequence: tuple[Step, ...], wiring: dict[str, str]) -> None:
+def play(board, sequence: tuple[SequenceStep, ...], wiring: dict[str, str]) -> None:
     for step in sequence:
         if step.action == "wait":
             time.sleep(step.seconds)

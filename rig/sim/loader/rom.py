@@ -9,8 +9,8 @@ is not implemented on the ESP32 ROM (error 0x05, which esptool swallows while co
 
 from __future__ import annotations
 
-from .flash import BLOCK_SIZE, FlashRangeError
-from .loader import FlashWrite, Loader, Reply
+from ..parts.flash import BLOCK_SIZE, FlashRangeError
+from .base import FlashWrite, Loader, LoaderHost, Reply
 from .protocol import CommandError, Op, Request, RomError
 
 XTAL_HZ = 40_000_000
@@ -27,7 +27,7 @@ class RomLoader(Loader):
     RANGE_ERROR = RomError.INVALID_PARAM
     NOT_IN_FLASH_MODE = RomError.RESULT_WRONG
 
-    def __init__(self, chip) -> None:
+    def __init__(self, chip: LoaderHost) -> None:
         super().__init__(chip)
         self.flash_size = ROM_DEFAULT_FLASH_SIZE
         self.handlers.update(

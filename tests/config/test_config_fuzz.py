@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -261,14 +263,17 @@ FAULT_VALUES = st.one_of(
 )
 
 
+FAULT_SETTINGS = sorted({key for kind in config.FAULT_KINDS.values() for key in kind.model_fields})
+
+
 @FUZZ
 @given(
     fault=st.dictionaries(
-        st.sampled_from(["kind", *sorted(config.FaultSpec.model_fields), "bogus"]),
+        st.sampled_from([*FAULT_SETTINGS, "bogus"]),
         FAULT_VALUES,
         max_size=6,
     ),
-    kind=st.sampled_from(sorted(config.FAULT_KEYS)),
+    kind=st.sampled_from(sorted(config.FAULT_KINDS)),
 )
 def test_random_fault_entries(workdir, boards, fault, kind):
     """The faults section specifically: any mix of keys and values, every kind."""
@@ -278,10 +283,26 @@ def test_random_fault_entries(workdir, boards, fault, kind):
     path = write(workdir, "faults.yaml", yaml.safe_dump(data, sort_keys=False))
     result = load_any(path, boards)
     if not isinstance(result, config.ConfigError):
-        # A valid fault is one the simulator accepts as it is.
-        from rig.sim.faults import coerce
+        # A valid fault is one the simulator's injector arms as it is.
+        arm(result.slots[0].simulated.faults[0])
 
-        coerce(result.slots[0].simulated.faults[0])
+
+def arm(fault) -> None:
+    """Arm ``fault`` on a stand-in for a simulated board's parts (no pty, no threads)."""
+    from rig.sim.faults import FaultInjector
+    from rig.sim.parts.flash import NorFlash
+
+    part = SimpleNamespace
+    target = part(
+        uart=part(baud=115200, path="sim"),
+        flash=NorFlash(0x400000),
+        chip=part(),
+        lock=threading.RLock(),
+        scheduler=None,
+        log_event=lambda what: None,
+    )
+    injector = FaultInjector(target, [fault])
+    assert injector.faults == [fault]
 
 
 def test_fault_errors_point_at_the_key(workdir, boards):

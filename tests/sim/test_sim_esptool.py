@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from rig.sim.efuse import ESPRESSIF_OUIS
+from rig.sim.parts.efuse import ESPRESSIF_OUIS
 
 pytestmark = pytest.mark.esptool
 

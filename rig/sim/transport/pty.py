@@ -8,7 +8,7 @@ esptool can run one process after another (fact sheet §10).
 Transmit runs on its own thread so that a slow or absent reader never blocks the chip, and so that
 a baud change is applied exactly after the bytes queued before it ("reply at the old rate, then
 switch", §2 CHANGE_BAUDRATE). With ``pacing`` on, both directions are limited to baud/10 bytes
-per second at the chip's current rate (8N1: 10 bit times per byte).
+per second at the chip's current rate (:class:`~rig.sim.transport.line.LineRate`).
 
 Fault injection (:mod:`rig.sim.faults`) hooks in here: a *tap* sees every chunk crossing the
 bridge and returns what arrives, with actions between the bytes (:meth:`PtyUart.silence` for a
@@ -34,35 +34,11 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from .line import SPEED_TO_BAUD, LineRate, bridge_rate, garbled, rates_agree
+
 _BAUD_MARK = object()
 CHUNK = 4096  # unpaced reads and writes
 PACED_CHUNK = 512  # paced transmit granularity: 5.6 ms at 921600, 2.6 ms at 2 Mbaud
-
-
-class LineRate:
-    """Paces a byte stream at baud/10 bytes per second, starting when the line goes idle.
-
-    The schedule is absolute: a sleep that overshoots by scheduler jitter is made up on the next
-    chunk instead of accumulating, so a busy line runs at the full rate, as a UART's shift
-    register does. Only a real idle gap (longer than ``IDLE``) restarts the clock.
-    """
-
-    IDLE = 0.005
-
-    def __init__(self, sleep=time.sleep, clock=time.monotonic) -> None:
-        self._sleep = sleep
-        self._clock = clock
-        self._free_at = 0.0
-
-    def reset(self) -> None:
-        self._free_at = 0.0
-
-    def wait(self, nbytes: int, baud: int) -> None:
-        now = self._clock()
-        start = self._free_at if now - self._free_at < self.IDLE else now
-        self._free_at = start + nbytes * 10 / baud
-        if self._free_at > now:
-            self._sleep(self._free_at - now)
 
 
 class PtyUart:
@@ -164,7 +140,7 @@ class PtyUart:
                 speed = termios.tcgetattr(self._master)[5]
             except termios.error:
                 return None
-        return _SPEED_TO_BAUD.get(speed)
+        return SPEED_TO_BAUD.get(speed)
 
     @property
     def port(self) -> str:
@@ -370,15 +346,16 @@ class PtyUart:
         a failed baud switch shows on real hardware.
         """
         host = self.host_baud()
-        if host is not None and self.max_baud is not None and host > self.max_baud:
-            host = host * 3 // 4  # the nearest divisor the bridge has: a different rate
-        if host is None or abs(host - self.baud) <= 0.03 * self.baud:
+        if host is None:
+            return data
+        host = bridge_rate(host, self.max_baud)
+        if rates_agree(host, self.baud):
             return data
         if receiving and self.autobaud:
             self.baud = host  # the ROM locks onto the host's rate
             return data
         sender, sampler = (host, self.baud) if receiving else (self.baud, host)
-        return self._noise.randbytes(max(1, round(len(data) * sampler / sender)))
+        return garbled(data, sender, sampler, self._noise)
 
     def _write(self, chunk: memoryview) -> int:
         """Hand ``chunk`` to the pty (all of it, or drop it if nobody can receive it)."""
@@ -408,27 +385,3 @@ class PtyUart:
             except (OSError, ValueError):
                 time.sleep(0.01)  # unplugged meanwhile
         return total
-
-
-_SPEED_TO_BAUD = {
-    getattr(termios, f"B{b}"): b
-    for b in (
-        9600,
-        19200,
-        38400,
-        57600,
-        115200,
-        230400,
-        460800,
-        500000,
-        576000,
-        921600,
-        1000000,
-        1152000,
-        1500000,
-        2000000,
-        2500000,
-        3000000,
-    )
-    if hasattr(termios, f"B{b}")
-}

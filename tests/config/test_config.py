@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import rig
 from rig import config
 from rig.config import (
     BoardType,
     ConfigError,
+    SequenceStep,
     Station,
-    Step,
     builtin_configs_dir,
     check_files,
     default_station,
@@ -24,9 +25,9 @@ from rig.config import (
     load_station,
     station_from_env,
 )
-from rig.yamlpos import YamlError, load_yaml
+from rig.config.yamlpos import YamlError, load_yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BOARDS_DIR = builtin_configs_dir() / "boards"
 STATIONS_DIR = builtin_configs_dir() / "stations"
 
@@ -138,7 +139,8 @@ def test_shipped_configs_have_no_problems():
 
 def test_top_level_configs_is_the_package_copy():
     assert (REPO / "configs").resolve() == builtin_configs_dir().resolve()
-    assert builtin_configs_dir() == Path(config.__file__).resolve().parent / "configs"
+    # Package data of ``rig`` (importlib.resources), whichever module of the package asks.
+    assert builtin_configs_dir() == Path(rig.__file__).resolve().parent / "configs"
 
 
 def test_shipped_boards_load():
@@ -171,15 +173,16 @@ def test_shipped_boards_load():
 
 def test_shipped_firmware_is_the_synthetic_images_with_the_declared_sha256():
     from rig.images import synthetic
+    from rig.images.flash_contents import merged_firmware
 
     l7x = load_board(BOARDS_DIR / "l7x.yaml")
     expected = {
-        "vendor-l7x": synthetic.merged_firmware(synthetic.VENDOR_L7X),
-        "custom-grbl": synthetic.merged_firmware(synthetic.CUSTOM_GRBL),
+        "vendor-l7x": merged_firmware(synthetic.VENDOR_L7X),
+        "custom-grbl": merged_firmware(synthetic.CUSTOM_GRBL),
     }
     for fw in l7x.firmware:
         # If this fails after a change to rig.images.synthetic, regenerate the file
-        # (Path(fw.file).write_bytes(synthetic.merged_firmware(...))) and update the sha256 in
+        # (Path(fw.file).write_bytes(merged_firmware(...))) and update the sha256 in
         # l7x.yaml.
         assert fw.read() == expected[fw.name], fw.name
         assert hashlib.sha256(expected[fw.name]).hexdigest() == fw.sha256
@@ -560,14 +563,16 @@ def test_json_schema_validates_shipped_files():
 
 # -- building blocks -------------------------------------------------------------------------------
 def test_steps():
-    assert Step.model_validate({"pulse": "reset", "ms": 250}, context={}).seconds == 0.25
-    step = Step(action="wait", seconds=0.5)
+    assert SequenceStep.model_validate({"pulse": "reset", "ms": 250}, context={}).seconds == 0.25
+    step = SequenceStep(action="wait", seconds=0.5)
     assert (str(step), step.as_yaml()) == ("wait 0.5 s", {"wait": 0.5})
-    assert Step.model_validate({"press": "power"}, context={}).as_yaml() == {"press": "power"}
+    assert SequenceStep.model_validate({"press": "power"}, context={}).as_yaml() == {
+        "press": "power"
+    }
     with pytest.raises(ValidationError, match="unknown relay role 'fan'"):
-        Step.model_validate({"close": "fan"}, context={})
+        SequenceStep.model_validate({"close": "fan"}, context={})
     with pytest.raises(ValidationError, match="needs a role"):
-        Step(action="close")
+        SequenceStep(action="close")
 
 
 def test_direct_construction_still_cross_checks():

@@ -1,4 +1,4 @@
-"""Console text of the simulated ESP32 after reset (rig.sim.boot)."""
+"""Console text of the simulated ESP32 after reset (rig.sim.chip.boot)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rig.images import (
     vendor_l7x_app,
     vendor_l7x_flash,
 )
-from rig.sim.boot import ROM_DATE, BootScript, download_boot, spi_boot
+from rig.sim.chip.boot import ROM_DATE, BootScript, download_boot, spi_boot
 
 SPI_RST = "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
 

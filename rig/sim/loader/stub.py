@@ -15,8 +15,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from .flash import SECTOR_SIZE, FlashRangeError
-from .loader import FlashWrite, Loader, Reply
+from ..parts.flash import SECTOR_SIZE, FlashRangeError
+from .base import FlashWrite, Loader, LoaderHost, Reply
 from .protocol import CommandError, Op, Request, StubError
 
 MAX_BLOCK = 0x10000
@@ -43,7 +43,7 @@ class StubLoader(Loader):
     RANGE_ERROR = StubError.FAILED_SPI_OP
     NOT_IN_FLASH_MODE = StubError.NOT_IN_FLASH_MODE
 
-    def __init__(self, chip) -> None:
+    def __init__(self, chip: LoaderHost) -> None:
         super().__init__(chip)
         chip.spi.attached = True  # the stub initialises and attaches the flash itself
         self.pending_error = 0

@@ -1,0 +1,82 @@
+"""Board types and stations: YAML files -> frozen, typed, cross-checked models.
+
+The config layer imports no other layer of the rig (only its leaf modules, ``rig.errors`` and
+``rig.esp32``).
+
+* A **board type** (``configs/boards/<name>.yaml``) says what a kind of board is: chip, flash size,
+  serial facts, the relay roles it needs, its boot sequences as data, a firmware catalog and its
+  known flash layout -> :class:`BoardType` (:mod:`.board`, :mod:`.sequences`).
+* A **station** (``configs/stations/<name>.yaml``) is one physical rig: pin backend, backups and
+  lock directories, and slots (board type, serial port, relay channel per role) -> :class:`Station`
+  (:mod:`.station`); a simulated slot's options and injected faults: :mod:`.simulated`,
+  :mod:`.faults`.
+
+Files are read by :mod:`.loading` and every problem becomes a :class:`ConfigError` that reads
+``file:line:col: where: message``, e.g. ``configs/stations/pi.yaml:14:7: slots[1].relays.io0.pin:
+pin 27 is already used by power of slot l7x-1``. Loaders raise the first error with all of them in
+``.errors``; :func:`check_files` returns every problem of every file (:mod:`.checking`).
+
+Paths in files (firmware files, backups, locks, simulated flash images) expand ``~``, ``$VAR``,
+``${VAR}`` and ``${VAR:-default}`` and are resolved against the directory of the file.
+"""
+
+from .board import BoardType, CatalogFirmware, FlashRegion, FlashSpec, Rfc2217Mapping, SerialFacts
+from .checking import check_files, json_schema
+from .errors import ConfigError
+from .faults import FAULT_KINDS, Fault, FaultSpec, parse_fault
+from .loading import (
+    STATION_ENV,
+    board_dirs_for,
+    builtin_configs_dir,
+    default_station,
+    load_board,
+    load_boards,
+    load_station,
+    station_from_env,
+)
+from .sequences import ACTIONS, MAX_WAIT, Sequences, SequenceStep
+from .simulated import SIM_VARIANTS, SimEfuses, SimSlot, SimVariant
+from .station import PinsConfig, RelayChannel, Slot, Station
+from .types import ROLES
+
+# The old name of CatalogFirmware, still used by rig/batch.py and rig/hil_core.py; to be removed
+# once those are moved (issue 13 merge).
+Firmware = CatalogFirmware
+
+__all__ = [
+    "ACTIONS",
+    "FAULT_KINDS",
+    "MAX_WAIT",
+    "ROLES",
+    "SIM_VARIANTS",
+    "STATION_ENV",
+    "BoardType",
+    "CatalogFirmware",
+    "ConfigError",
+    "Fault",
+    "FaultSpec",
+    "Firmware",
+    "FlashRegion",
+    "FlashSpec",
+    "PinsConfig",
+    "RelayChannel",
+    "Rfc2217Mapping",
+    "SequenceStep",
+    "Sequences",
+    "SerialFacts",
+    "SimEfuses",
+    "SimSlot",
+    "SimVariant",
+    "Slot",
+    "Station",
+    "board_dirs_for",
+    "builtin_configs_dir",
+    "check_files",
+    "default_station",
+    "json_schema",
+    "load_board",
+    "load_boards",
+    "load_station",
+    "parse_fault",
+    "station_from_env",
+]
