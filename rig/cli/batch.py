@@ -269,6 +269,7 @@ def flash_command(station_path, board_name, firmware_name, slots, jobs, retries,
 def quarantine_command(station_path, clear_ids, as_json):
     """List the slots `rig flash` quarantined (skipped until cleared), or clear them."""
     from rig.operations.batch.quarantine import StateError, StationState
+    from rig.operations.selection import check_slot_ids
 
     station = load_station(station_path)
     state = StationState.of(station)
@@ -276,13 +277,7 @@ def quarantine_command(station_path, clear_ids, as_json):
         entries = state.quarantined()
         if clear_ids:
             wanted = list(entries) if "all" in clear_ids else list(dict.fromkeys(clear_ids))
-            ids = {s.id for s in station.slots}
-            unknown = [s for s in wanted if s not in ids and s not in entries]
-            if unknown:
-                raise BadInput(
-                    f"no slot {unknown[0]!r} in station {station.name} "
-                    f"(slots: {', '.join(s.id for s in station.slots)})"
-                )
+            check_slot_ids(station, wanted, also=entries)
             removed = state.clear(wanted)
             err = Console(stderr=True)
             for slot in wanted:

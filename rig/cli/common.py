@@ -1,5 +1,5 @@
 """What every ``rig`` command shares: the exit codes, common options, station loading, the slot
-of a one-slot command.
+of a one-slot command (checked by :mod:`rig.operations.selection`).
 
 Exit codes, in one place (:class:`RigCommand`): 0 ok; 2 for :class:`rig.errors.BadInput` (bad
 input or config: nothing was touched), printed as ``error: ...``; 1 for
@@ -23,17 +23,20 @@ from rig.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OperationError
 
 if TYPE_CHECKING:  # the config (pydantic) is imported when a command loads a station
     from rig import config
+    from rig.board.station import LiveSlot
+    from rig.operations.backups import BackupStore
+    from rig.operations.selection import Selection
 
 __all__ = [
-    "Context",
     "RigCommand",
     "backup_options",
     "checked_backup_store",
     "command",
     "json_option",
+    "live_slot",
     "load_station",
+    "one_slot_of",
     "options",
-    "pick_slot",
     "print_rows",
     "slot_options",
     "station_option",
@@ -120,7 +123,7 @@ def load_station(station_path: str | None) -> config.Station:
         raise BadInput(err.report() if hasattr(err, "report") else str(err)) from err
 
 
-def checked_backup_store(station: config.Station, mode: str, force: bool):
+def checked_backup_store(station: config.Station, mode: str, force: bool) -> BackupStore:
     """The station's backup store, once the policy (``skip`` needs ``force``) and the store
     (writable) were checked: bad input, exit 2, before anything is touched."""
     from rig.operations.backups import BackupStore
@@ -146,63 +149,21 @@ def print_rows(title: str, rows: list[dict], as_json: bool) -> None:
     Console().print(table)
 
 
-def pick_slot(cfg: config.Station, slot_id: str | None) -> str:
-    ids = [s.id for s in cfg.slots]
-    if slot_id is None:
-        if len(ids) != 1:
-            raise BadInput(
-                f"station {cfg.name} has several slots; pick one with --slot ({', '.join(ids)})"
-            )
-        return ids[0]
-    if slot_id not in ids:
-        raise BadInput(f"no slot {slot_id!r} in station {cfg.name} (slots: {', '.join(ids)})")
-    return slot_id
+def one_slot_of(station_path: str | None, board_name: str | None, slot_id: str | None) -> Selection:
+    """The station and the one slot of a one-slot command (``--board`` / ``--slot``), checked
+    by :func:`rig.operations.selection.one_slot`; nothing opened yet."""
+    from rig.operations.selection import one_slot
+
+    return one_slot(load_station(station_path), board=board_name, slot=slot_id)
 
 
-class Context:
-    """The resolved station, slot and board type of one command (nothing opened yet)."""
+@contextlib.contextmanager
+def live_slot(selection: Selection) -> Iterator[LiveSlot]:
+    """The selection's slot, opened (locked) with the safety net installed; a busy slot is
+    :class:`~rig.hardware.locks.SlotBusy`, an operation failure (exit 1)."""
+    from rig.board.station import LiveStation
+    from rig.hardware.safety import install_safety_net
 
-    def __init__(self, station_path, board_name, slot_id) -> None:
-        self.station = load_station(station_path)
-        ids = [s.id for s in self.station.slots]
-        if slot_id is not None:
-            if slot_id not in ids:
-                raise BadInput(
-                    f"no slot {slot_id!r} in station {self.station.name} ({', '.join(ids)})"
-                )
-            slot = self.station.slot(slot_id)
-            if board_name and slot.board != board_name:
-                raise BadInput(f"slot {slot_id} holds a {slot.board}, not a {board_name}")
-        elif board_name is not None:
-            if board_name not in self.station.boards:
-                known = ", ".join(sorted(self.station.boards))
-                raise BadInput(f"unknown board type {board_name!r} (known: {known})")
-            matching = [s for s in self.station.slots if s.board == board_name]
-            if not matching:
-                raise BadInput(f"station {self.station.name} has no {board_name} slot")
-            slot = matching[0]
-        elif len(ids) == 1:
-            slot = self.station.slots[0]
-        else:
-            raise BadInput(f"name a --slot or a --board ({', '.join(ids)})")
-        self.slot = slot
-        self.board_type = self.station.board_of(slot)
-
-    def store(self):
-        from rig.operations.backups import BackupStore
-
-        return BackupStore(self.station.backups)
-
-    def meta(self) -> dict:
-        return {"station": self.station.name, "slot": self.slot.id, "board_type": self.slot.board}
-
-    @contextlib.contextmanager
-    def live_slot(self) -> Iterator:
-        """The slot, opened (locked) with the safety net installed; a busy slot is
-        :class:`~rig.hardware.locks.SlotBusy`, an operation failure (exit 1)."""
-        from rig.board.station import LiveStation
-        from rig.hardware.safety import install_safety_net
-
-        install_safety_net()
-        with LiveStation(self.station) as station:
-            yield station.open_slot(self.slot.id)
+    install_safety_net()
+    with LiveStation(selection.station) as station:
+        yield station.open_slot(selection.slot.id)

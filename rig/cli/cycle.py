@@ -3,21 +3,32 @@ and the same on the embedded simulated station's L7X."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import click
 from rich.console import Console
 
 from rig.cli.common import (
-    Context,
     backup_options,
     checked_backup_store,
     command,
     json_option,
+    one_slot_of,
     options,
     slot_options,
 )
 from rig.cli.ops import resolve, run_live
-from rig.cli.render import finish
+from rig.cli.render import boot_consoles, finish
 from rig.errors import BadInput
+
+if TYPE_CHECKING:
+    from rig.board.station import LiveSlot
+    from rig.operations.backups import BackupStore
+    from rig.operations.images import FlashImage
+    from rig.operations.report import Report
+    from rig.operations.selection import Selection
+    from rig.operations.steps import PhaseProgress
 
 __all__ = ["COMMANDS", "cycle_live"]
 
@@ -36,18 +47,18 @@ def cycle_command(
 ):
     """identify -> backup -> erase -> write -> verify -> boot check -> restore -> verify ->
     boot check, each step timed and reported."""
-    ctx = Context(station_path, board_name, slot_id)
-    catalog = ctx.board_type.firmware
-    if not catalog:
-        raise BadInput(f"board type {ctx.board_type.name} has no firmware catalog")
-    name = firmware_name or catalog[-1].name
-    images = resolve([name], ctx)
-    pattern = ctx.board_type.firmware_named(name).console
-    store = checked_backup_store(ctx.station, backup_mode, force)
+    sel = one_slot_of(station_path, board_name, slot_id)
+    board_type = sel.board_type()
+    if not board_type.firmware:
+        raise BadInput(f"board type {board_type.name} has no firmware catalog")
+    name = firmware_name or board_type.firmware[-1].name
+    images = resolve([name], sel)
+    pattern = board_type.firmware_named(name).console
+    store = checked_backup_store(sel.station, backup_mode, force)
     if keep is False and backup_mode == "skip":
         raise BadInput("a cycle without a backup has nothing to restore: use --keep")
     report = cycle_live(
-        ctx,
+        sel,
         as_json,
         store,
         images,
@@ -59,18 +70,25 @@ def cycle_command(
     finish(report, as_json)
 
 
-def cycle_live(ctx: Context, as_json: bool, store, images, **options):
+def cycle_live(
+    sel: Selection,
+    as_json: bool,
+    store: BackupStore,
+    images: Sequence[FlashImage],
+    **options: Any,
+) -> Report:
     """:func:`rig.operations.cycle.run_cycle` on the slot (``options``: its keywords); its
     report, which a stop signal prints before going on (:func:`run_live`)."""
     from rig.operations.cycle import run_cycle
     from rig.operations.report import Report
 
-    report = Report("cycle", ctx.slot.id)
+    report = Report("cycle", sel.slot.id)
+    meta = sel.backup_meta()
 
-    def work(slot, progress) -> None:
-        run_cycle(slot, store, images, meta=ctx.meta(), progress=progress, report=report, **options)
+    def work(slot: LiveSlot, progress: PhaseProgress | None) -> None:
+        run_cycle(slot, store, images, meta=meta, progress=progress, report=report, **options)
 
-    run_live(ctx, report, as_json, work)
+    run_live(sel, report, as_json, work)
     return report
 
 
@@ -80,27 +98,24 @@ def demo_command(as_json):
     """The whole cycle on a simulated VG-L7X: back up the vendor flash, write the custom
     firmware, verify, boot it, restore the original, verify, boot it."""
     from rig import config
+    from rig.operations.selection import one_slot
 
-    ctx = Context(None, "l7x", None)
-    ctx.station = config.default_station()  # always the simulated station
-    name = ctx.board_type.firmware[-1].name
-    images = resolve([name], ctx)
-    store = ctx.store()
+    sel = one_slot(config.default_station(), board="l7x")  # always the simulated station
+    board_type = sel.board_type()
+    name = board_type.firmware[-1].name
+    images = resolve([name], sel)
+    store = sel.store()
     store.check_writable()  # BackupError: an operation error
     console = Console(stderr=as_json)
     console.print(
-        f"[bold]rig demo[/]: simulated Vigotech VG-L7X in slot {ctx.slot.id} (no DTR/RTS: the "
+        f"[bold]rig demo[/]: simulated Vigotech VG-L7X in slot {sel.slot.id} (no DTR/RTS: the "
         f"relays strap IO0 and hold the power button); writing {name}, then restoring the "
         f"vendor firmware. Backups: {store.root}"
     )
-    pattern = ctx.board_type.firmware_named(name).console
-    report = cycle_live(ctx, as_json, store, images, console_pattern=pattern)
+    pattern = board_type.firmware_named(name).console
+    report = cycle_live(sel, as_json, store, images, console_pattern=pattern)
     if not as_json:
-        for step in report.steps:
-            if step.name.startswith("boot check") and step.data.get("console"):
-                console.print(f"[bold]{step.name}[/]: the board's console ends with")
-                for line in step.data["console"].splitlines()[-4:]:
-                    console.print(f"  [dim]|[/] {line}")
+        boot_consoles(report, console)
     finish(report, as_json)
 
 

@@ -7,7 +7,7 @@ import threading
 import click
 from rich.console import Console
 
-from rig.cli.common import command, load_station, pick_slot, station_option
+from rig.cli.common import command, load_station, station_option
 from rig.errors import BadInput, OperationError
 
 __all__ = ["COMMANDS", "relay_command"]
@@ -28,6 +28,7 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
     from rig.board.station import LiveStation
     from rig.hardware.locks import SlotBusy
     from rig.hardware.safety import install_safety_net
+    from rig.operations.selection import one_slot
 
     cfg = load_station(station_path)
     if release_all:
@@ -36,7 +37,7 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
     else:
         if not role or not action:
             raise BadInput("give ROLE and ACTION (on, off or pulse), or --release-all")
-        slot_id = pick_slot(cfg, slot_id)
+        slot_id = one_slot(cfg, slot=slot_id, board_option=False).slot.id
         wired = cfg.slot(slot_id).relays
         if role not in wired:
             raise BadInput(f"slot {slot_id} has no {role!r} relay (wired: {', '.join(wired)})")

@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from rig.operations.batch.results import BatchReport
     from rig.operations.report import Report
 
-__all__ = ["RESULT_STYLE", "batch_table", "finish", "progress_display", "report_table"]
+__all__ = [
+    "RESULT_STYLE",
+    "batch_table",
+    "boot_consoles",
+    "finish",
+    "progress_display",
+    "report_table",
+]
 
 # How a batch result looks (the table, the live display).
 RESULT_STYLE = {
@@ -53,6 +60,15 @@ def report_table(report: Report) -> Table:
             step.detail,
         )
     return table
+
+
+def boot_consoles(report: Report, console: Console, lines: int = 4) -> None:
+    """The end of the board's console in each boot check of ``report``."""
+    for step in report.steps:
+        if step.name.startswith("boot check") and step.data.get("console"):
+            console.print(f"[bold]{step.name}[/]: the board's console ends with")
+            for line in step.data["console"].splitlines()[-lines:]:
+                console.print(f"  [dim]|[/] {line}")
 
 
 def batch_table(report: BatchReport) -> Table:

@@ -19,7 +19,6 @@ from rig.cli.common import (
     checked_backup_store,
     command,
     load_station,
-    pick_slot,
     station_option,
 )
 from rig.errors import BadInput
@@ -83,18 +82,12 @@ def serve_command(
     """
     from rig.board.station import LiveStation
     from rig.hardware.safety import install_safety_net
+    from rig.operations.selection import listed_slots
     from rig.operations.serve import ServeError, SlotServer, is_loopback
     from rig.signals import Terminated
 
     cfg = load_station(station_path)
-    if all_slots and slot_ids:
-        raise BadInput("--all and --slot exclude each other")
-    if all_slots:
-        ids = [slot.id for slot in cfg.slots]
-    elif slot_ids:
-        ids = list(dict.fromkeys(pick_slot(cfg, slot_id) for slot_id in slot_ids))
-    else:
-        ids = [pick_slot(cfg, None)]
+    ids = listed_slots(cfg, slot_ids, all_slots=all_slots).slot_ids
     if first_port and first_port + len(ids) - 1 > 65535:
         raise BadInput(f"{len(ids)} slots from port {first_port} run past port 65535")
     remote = not is_loopback(bind)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from esptool.cmds import write_flash
+from esptool.loader import ESPLoader
 
 from rig.board.protocols import BoardHandle
 from rig.errors import OperationError
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]  # (done, total)
+T = TypeVar("T")
 
 # esptool's write_flash verifies by MD5 itself; these are its words for "the data did not stick".
 ESPTOOL_VERIFY_FAILURES = ("MD5 of file does not match", "Write failed, the written flash")
@@ -97,7 +99,7 @@ class WriteSession(Protocol):
 
     def md5(self, offset: int, length: int) -> str: ...
     def require_flash_size(self) -> int: ...
-    def call(self, what: str, fn: Callable[[Any], Any]) -> Any: ...
+    def call(self, what: str, fn: Callable[[ESPLoader], T]) -> T: ...
     def recover(self, what: str, attempt: int, err: FlasherError) -> None: ...
 
 

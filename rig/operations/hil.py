@@ -8,41 +8,37 @@ another test runner can use them directly::
     sel = hil.select(boards=["l7x"], slots=["l7x-1"])
     with hil.open_station(sel) as station:
         slot = station.open_slot("l7x-1")
-        store = hil.backup_store(sel)
+        store = sel.store()
         with hil.flasher(slot) as esp:                 # download mode by relays
-            dump = hil.dump_backup(esp, store, hil.backup_meta(sel, slot))
+            dump = hil.take_backup(esp, store, sel.backup_meta(slot.id), reuse=True)
             hil.erase_and_check(esp)
             hil.write_verified(esp, hil.catalog_image(slot.board_type, "custom-grbl"))
         check = hil.boot(slot, slot.board_type.firmware_named("custom-grbl").console)
         # put the original back, onto that board only
         hil.ensure_flash(slot, 0, dump.backup.read(), expected_mac=dump.backup.mac)
 
-Everything goes through the same layers as the CLI (station -> board -> flasher -> operations);
-nothing here knows or asks whether a slot is simulated.
+Everything goes through the same layers as the CLI (station -> board -> flasher -> operations)
+and the same verbs as the reported steps (:mod:`rig.operations.steps`): the dump is
+:func:`~rig.operations.safeguards.take_backup`; nothing here knows or asks whether a slot is
+simulated.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import esptool
-
-from rig import __version__, config
+from rig import config
 from rig.board.station import LiveSlot, LiveStation
-from rig.errors import OperationError
 from rig.operations.artifacts import Artifacts, safe_name
-from rig.operations.backups import Backup, BackupStore
-from rig.operations.bootcheck import GENERIC_BOOT, BootCheck, boot_check
-from rig.operations.fastwrite import WriteStats
-from rig.operations.images import FlashImage, firmware_in, resolve_images
-from rig.operations.safeguards import current_backup
+from rig.operations.backups import Backup
+from rig.operations.bootcheck import BootCheck, boot_check
+from rig.operations.fastwrite import Progress, WriteStats
+from rig.operations.images import FlashImage, resolve_images
+from rig.operations.safeguards import DumpResult, Transfer, take_backup
 from rig.operations.selection import (
     Selection,
     SelectionError,
@@ -51,6 +47,13 @@ from rig.operations.selection import (
     select,
 )
 from rig.operations.session import FlasherSession, Identity
+from rig.operations.steps import (
+    blank_md5,
+    erase_and_check,
+    original_firmware,
+    verify_images,
+    write_images,
+)
 
 __all__ = [
     "Artifacts",
@@ -61,12 +64,9 @@ __all__ = [
     "SlotState",
     "Transfer",
     "WriteResult",
-    "backup_meta",
-    "backup_store",
     "blank_md5",
     "boot",
     "catalog_image",
-    "dump_backup",
     "ensure_flash",
     "erase_and_check",
     "flasher",
@@ -78,23 +78,15 @@ __all__ = [
     "safe_name",
     "select",
     "split_chip",
+    "take_backup",
     "write_verified",
 ]
 
 
-# -- the selection's station, store and backup metadata ------------------------------------------
+# -- the selection's station --------------------------------------------------------------------
 def open_station(selection: Selection) -> LiveStation:
     """A live station over the selection's (overridden) config; close it to release all."""
     return LiveStation(selection.station)
-
-
-def backup_store(selection: Selection) -> BackupStore:
-    return BackupStore(selection.backups)
-
-
-def backup_meta(selection: Selection, slot: LiveSlot | config.Slot) -> dict[str, Any]:
-    cfg = slot.config if isinstance(slot, LiveSlot) else slot
-    return {"station": selection.station.name, "slot": cfg.id, "board_type": cfg.board}
 
 
 # -- per-slot state ----------------------------------------------------------------------------
@@ -164,83 +156,10 @@ def identity_properties(identity: Identity) -> dict[str, str]:
 
 # -- measured operations ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Transfer:
-    size: int  # bytes
-    seconds: float
-
-    @property
-    def bytes_per_s(self) -> int:
-        return round(self.size / self.seconds) if self.seconds > 0 else 0
-
-
-@dataclass(frozen=True)
-class DumpResult:
-    backup: Backup
-    chip_md5: str  # the chip's MD5 of the whole flash, taken right after the read
-    transfer: Transfer
-    reused: bool  # identical to the store's latest verified backup of this MAC: not stored twice
-
-
-@dataclass(frozen=True)
 class WriteResult:
     image: FlashImage
     stats: WriteStats
     transfer: Transfer  # bytes actually sent, and the time of the whole verified write
-
-
-@functools.lru_cache(maxsize=8)
-def blank_md5(size: int) -> str:
-    return hashlib.md5(b"\xff" * size).hexdigest()
-
-
-def dump_backup(
-    session: FlasherSession,
-    store: BackupStore,
-    meta: dict[str, Any],
-    progress: Callable[[int, int], None] | None = None,
-) -> DumpResult:
-    """Read the whole flash, check it against the chip's own MD5, keep it as a verified backup.
-
-    A dump that a verified backup of this MAC already holds is not stored again (a CI runner
-    would otherwise pile up one copy per run): that backup is returned, re-verified by this
-    dump. "Already holds" is :func:`~rig.operations.current_backup`, the one rule every
-    destructive step applies before it relies on a backup. Raises
-    :class:`~rig.errors.OperationError` if the dump does not match the chip.
-    """
-    ident = session.identity
-    size = session.require_flash_size()
-    t0 = time.monotonic()
-    data = session.read(0, size, progress)
-    seconds = time.monotonic() - t0
-    chip_md5 = session.md5(0, size)
-    if hashlib.md5(data).hexdigest() != chip_md5:
-        raise OperationError(
-            f"dump of {ident.mac} does not match the chip's MD5 ({chip_md5}): not a backup"
-        )
-    transfer = Transfer(len(data), seconds)
-    existing = current_backup(store, ident.mac, size, chip_md5)
-    if existing is not None:
-        return DumpResult(existing, chip_md5, transfer, reused=True)
-    full = {
-        **meta,
-        "chip": ident.chip,
-        "flash_id": f"{ident.flash_id:06x}",
-        "flash_size": size,
-        "baud": ident.baud,
-        "seconds": round(seconds, 3),
-        "rig_version": __version__,
-        "esptool_version": esptool.__version__,
-    }
-    backup = store.save(ident.mac, data, chip_md5, full, flash_size=size)
-    return DumpResult(backup, chip_md5, transfer, False)
-
-
-def erase_and_check(session: FlasherSession) -> tuple[bool, str]:
-    """Chip erase, then the chip's MD5 of the whole flash: ``(blank, chip_md5)``."""
-    size = session.require_flash_size()
-    session.erase_chip()
-    chip_md5 = session.md5(0, size)
-    return chip_md5 == blank_md5(size), chip_md5
 
 
 def catalog_image(board_type: config.BoardType, name: str) -> FlashImage:
@@ -250,14 +169,13 @@ def catalog_image(board_type: config.BoardType, name: str) -> FlashImage:
 
 
 def write_verified(
-    session: FlasherSession, image: FlashImage, progress: Callable[[int, int], None] | None = None
+    session: FlasherSession, image: FlashImage, progress: Progress | None = None
 ) -> WriteResult:
     """Verified fast write of ``image``, then a separate verify of it by the chip's MD5."""
     t0 = time.monotonic()
-    stats = session.write(image.offset, image.data, progress)
+    stats, _ = write_images(session, [image], progress)
     seconds = time.monotonic() - t0
-    if not session.verify(image.offset, image.data):
-        raise OperationError(f"{image.name} at {image.offset:#x}: chip MD5 differs after writing")
+    verify_images(session, [image])
     return WriteResult(image, stats, Transfer(stats.written, seconds))
 
 
@@ -279,13 +197,6 @@ def ensure_flash(
         if session.verify(offset, data):
             return None
         return session.write(offset, data)
-
-
-def original_firmware(flash: bytes, board_type: config.BoardType) -> tuple[Any | None, str]:
-    """The catalog firmware a whole-flash backup holds and its console pattern (a generic
-    ESP-IDF app start when the backup's app is not in the catalog)."""
-    fw = firmware_in(flash, board_type)
-    return fw, (fw.console if fw is not None else GENERIC_BOOT)
 
 
 def boot(slot: LiveSlot, pattern: str, timeout: float | None = None) -> BootCheck:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rig import config
 from rig.errors import BadInput
@@ -125,7 +124,7 @@ def esp_images_in(data: bytes, offset: int) -> list[tuple[int, EspImage | None]]
     return found
 
 
-def firmware_in(flash: bytes, board_type: config.BoardType) -> Any | None:
+def firmware_in(flash: bytes, board_type: config.BoardType) -> config.CatalogFirmware | None:
     """The catalog firmware whose app is the app in ``flash`` (e.g. a backup of the whole chip).
 
     Apps are compared image by image (header to checksum and digest), so NVS data, SPIFFS and

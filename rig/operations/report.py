@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ class Report:
     data: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager
-    def step(self, name: str):
+    def step(self, name: str) -> Iterator[ReportStep]:
         """Time a step; an exception marks it failed (and propagates)."""
         step = ReportStep(name)
         self.steps.append(step)

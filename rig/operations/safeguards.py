@@ -2,14 +2,16 @@
 backup of the board's MAC, unless the user forces it.
 
 :func:`prepare_backups` checks the policy and the store before the board is touched (bad input,
-exit 2); :func:`ensure_backup` finds a backup that holds what the chip holds now (the chip's MD5
-of its whole flash: :func:`matches_chip`) or takes one (:func:`take_backup`), or refuses
-(``require``); :func:`explain_failure` and :func:`explain_interruption` say what state a failed or
-interrupted operation left the flash in, and the way back.
+exit 2); :func:`take_backup` is the one whole-flash dump (``rig dump``, the plugin's session
+backup, and every backup the policy takes); :func:`ensure_backup` finds a backup that holds
+what the chip holds now (the chip's MD5 of its whole flash: :func:`matches_chip`) or takes one,
+or refuses (``require``); :func:`explain_failure` and :func:`explain_interruption` say what
+state a failed or interrupted operation left the flash in, and the way back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,9 @@ from rig.operations.session import FlasherSession
 __all__ = [
     "BACKUP_MODES",
     "BackupCheck",
+    "BackupPolicy",
+    "DumpResult",
+    "Transfer",
     "current_backup",
     "ensure_backup",
     "explain_failure",
@@ -36,6 +41,17 @@ __all__ = [
 ]
 
 BACKUP_MODES = ("auto", "require", "skip")
+
+
+@dataclass(frozen=True)
+class BackupPolicy:
+    """The backup policy a destructive operation runs under: the store, the mode (``auto``,
+    ``require``, ``skip``; checked by :func:`prepare_backups`) and what a backup taken on the
+    way records about where it was taken (station, slot, board type)."""
+
+    store: BackupStore
+    mode: str
+    meta: dict[str, Any]
 
 
 def prepare_backups(store: BackupStore, mode: str, force: bool) -> None:
@@ -51,33 +67,75 @@ def prepare_backups(store: BackupStore, mode: str, force: bool) -> None:
             raise BadInput(str(err)) from err
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """Bytes moved over the link and the time it took."""
+
+    size: int  # bytes
+    seconds: float
+
+    @property
+    def bytes_per_s(self) -> int:
+        return round(self.size / self.seconds) if self.seconds > 0 else 0
+
+
+@dataclass(frozen=True)
+class DumpResult:
+    """What :func:`take_backup` did: the verified backup that holds the dump, the chip's MD5 of
+    the whole flash, the read's transfer, and whether an identical backup was ``reused``."""
+
+    backup: Backup
+    chip_md5: str  # the chip's MD5 of the whole flash, taken right after the read
+    transfer: Transfer
+    reused: bool  # a verified backup of this MAC held these bytes already: not stored twice
+
+
 def take_backup(
     session: FlasherSession,
     store: BackupStore,
     meta: dict[str, Any],
     progress: Progress | None = None,
-) -> Backup:
-    """Dump the whole flash, check it against the chip's MD5, store it as a verified backup."""
+    *,
+    reuse: bool = False,
+) -> DumpResult:
+    """Dump the whole flash, check it against the chip's MD5, store it as a verified backup.
+
+    With ``reuse``, a dump that a verified backup of this MAC already holds
+    (:func:`current_backup`, the rule every destructive step applies before it relies on a
+    backup) is not stored again - a CI runner would otherwise pile up one copy per run: that
+    backup is the result, re-verified by this dump. Without it every dump is a new file (``rig
+    dump``: the user asked for one). Raises :class:`~rig.errors.OperationError` if the dump
+    does not match the chip or cannot be stored.
+    """
     ident = session.identity
     size = session.require_flash_size()
     t0 = time.monotonic()
     data = session.read(0, size, progress)
-    seconds = time.monotonic() - t0
+    transfer = Transfer(len(data), time.monotonic() - t0)
     chip_md5 = session.md5(0, size)
+    md5 = hashlib.md5(data).hexdigest()
+    if md5 != chip_md5:
+        raise OperationError(
+            f"dump of {ident.mac} does not match the chip's MD5 ({md5} != {chip_md5}): not a backup"
+        )
+    existing = current_backup(store, ident.mac, size, chip_md5) if reuse else None
+    if existing is not None:
+        return DumpResult(existing, chip_md5, transfer, reused=True)
     full = {
         **meta,
         "chip": ident.chip,
         "flash_id": f"{ident.flash_id:06x}",
         "flash_size": size,
         "baud": ident.baud,
-        "seconds": round(seconds, 3),
+        "seconds": round(transfer.seconds, 3),
         "rig_version": __version__,
         "esptool_version": esptool.__version__,
     }
     try:
-        return store.save(ident.mac, data, chip_md5, full, flash_size=size)
+        backup = store.save(ident.mac, data, chip_md5, full, flash_size=size)
     except BackupError as err:
         raise OperationError(str(err)) from err
+    return DumpResult(backup, chip_md5, transfer, reused=False)
 
 
 @dataclass(frozen=True)
@@ -168,7 +226,8 @@ def ensure_backup(
             f"take a fresh one with `rig dump --slot {session.board.slot_id}` "
             "(or use --backup auto)"
         )
-    return BackupCheck(take_backup(session, store, meta, progress), True, chip_md5, stale)
+    taken = take_backup(session, store, meta, progress).backup
+    return BackupCheck(taken, True, chip_md5, stale)
 
 
 def explain_failure(err: Exception, slot_id: str, backup_id: str | None) -> str:

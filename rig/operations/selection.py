@@ -1,8 +1,17 @@
 """Which station and which of its slots an operation uses, validated before anything is opened.
 
-:func:`select` reads the station config and checks board type names, slot ids and ``NAME=FILE``
-firmware overrides, and raises :class:`SelectionError` (bad input, nothing touched) with a message
-naming what is known; the pytest plugin's ``--board`` / ``--slot`` / ``--firmware`` go through it.
+The one place that checks ``--board`` / ``--slot`` / ``--slots`` input, with the policy each
+front end needs, all raising :class:`SelectionError` (bad input, nothing touched, exit 2) with a
+message that names what is known:
+
+* :func:`one_slot` - the one slot of ``rig identify | dump | erase | write | verify | restore |
+  cycle | relay`` and of each ``rig serve --slot``: ``--slot``, else the first slot of
+  ``--board``, else the station's only slot;
+* :func:`board_slots` - ``rig flash``: the slots of one board type, ``all`` or a list;
+* :func:`listed_slots` - ``rig serve``: a list of slots or ``--all``;
+* :func:`select` - the pytest plugin: board types and slots together (none: every slot), with
+  ``--backups`` and ``NAME=FILE`` firmware overrides;
+* :func:`check_slot_ids` - ids that must name slots (``rig quarantine --clear``).
 """
 
 from __future__ import annotations
@@ -10,15 +19,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rig import config
 from rig.errors import BadInput
+from rig.operations.backups import BackupStore
 
-__all__ = ["Selection", "SelectionError", "known_boards", "parse_names", "select"]
+__all__ = [
+    "Selection",
+    "SelectionError",
+    "board_slots",
+    "check_slot_ids",
+    "known_boards",
+    "listed_slots",
+    "one_slot",
+    "parse_names",
+    "select",
+]
 
 
 class SelectionError(BadInput):
@@ -42,13 +62,31 @@ class Selection:
     def slot_ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.slots)
 
-    def board_type(self, slot: config.Slot | str) -> config.BoardType:
-        return self.station.board_of(slot)
+    @property
+    def slot(self) -> config.Slot:
+        """The slot of a one-slot selection (:func:`one_slot`)."""
+        (only,) = self.slots
+        return only
+
+    def store(self) -> BackupStore:
+        """The backup store of the station (``--backups`` applied)."""
+        return BackupStore(self.backups)
+
+    def board_type(self, slot: config.Slot | str | None = None) -> config.BoardType:
+        """The board type of ``slot`` (default: the selection's only slot)."""
+        return self.station.board_of(self.slot if slot is None else slot)
+
+    def backup_meta(self, slot: config.Slot | str | None = None) -> dict[str, str]:
+        """What a backup taken in ``slot`` (default: the only slot) records about where."""
+        chosen = self.slot if slot is None else slot
+        cfg = self.station.slot(chosen) if isinstance(chosen, str) else chosen
+        return {"station": self.station.name, "slot": cfg.id, "board_type": cfg.board}
 
     def describe(self) -> str:
         where = self.station.source or "embedded"
-        slots = ", ".join(f"{s.id} ({s.board})" for s in self.slots)
-        return f"station {self.station.name} ({where}); slots: {slots}; backups: {self.backups}"
+        return f"station {self.station.name} ({where}); slots: {_slots(self.slots)}; " + (
+            f"backups: {self.backups}"
+        )
 
 
 def parse_names(values: Iterable[str] | None) -> list[str]:
@@ -70,8 +108,108 @@ def known_boards(station: config.Station) -> list[str]:
     return sorted(names)
 
 
-def _slot_list(station: config.Station) -> str:
-    return ", ".join(f"{s.id} ({s.board})" for s in station.slots)
+# -- the checks every policy shares ----------------------------------------------------------------
+def _slots(slots: Iterable[config.Slot]) -> str:
+    return ", ".join(f"{s.id} ({s.board})" for s in slots)
+
+
+def _check_board(station: config.Station, name: str) -> None:
+    """``name`` is a board type the station has a slot of; else say whether the name is unknown
+    (and which are known) or only not in this station (and which slots it has)."""
+    if any(s.board == name for s in station.slots):
+        return
+    known = known_boards(station)
+    if name not in known:
+        raise SelectionError(f"unknown board {name!r} (known boards: {', '.join(known) or 'none'})")
+    raise SelectionError(
+        f"station {station.name} has no {name} slot (slots: {_slots(station.slots)})"
+    )
+
+
+def _slot(station: config.Station, slot_id: str, boards: Sequence[str] = ()) -> config.Slot:
+    """The slot ``slot_id``, which must hold one of ``boards`` (if any are given)."""
+    for slot in station.slots:
+        if slot.id == slot_id:
+            if boards and slot.board not in boards:
+                raise SelectionError(
+                    f"slot {slot_id} holds a board of type {slot.board}, not {' or '.join(boards)}"
+                )
+            return slot
+    raise SelectionError(
+        f"no slot {slot_id!r} in station {station.name} (slots: {_slots(station.slots)})"
+    )
+
+
+def check_slot_ids(station: config.Station, ids: Iterable[str], also: Collection[str] = ()) -> None:
+    """Every id names a slot of the station (or is one of ``also``)."""
+    for slot_id in ids:
+        if slot_id not in also:
+            _slot(station, slot_id)
+
+
+def _chosen(station: config.Station, slots: Iterable[config.Slot]) -> tuple[config.Slot, ...]:
+    """``slots`` in station order, each once."""
+    wanted = {s.id for s in slots}
+    return tuple(s for s in station.slots if s.id in wanted)
+
+
+def _of(station: config.Station, slots: Iterable[config.Slot]) -> Selection:
+    chosen = _chosen(station, slots)
+    return Selection(station, chosen, tuple(dict.fromkeys(s.board for s in chosen)))
+
+
+# -- the policies ----------------------------------------------------------------------------------
+def one_slot(
+    station: config.Station,
+    *,
+    slot: str | None = None,
+    board: str | None = None,
+    board_option: bool = True,
+) -> Selection:
+    """One slot: ``slot`` (which must hold a ``board``, if given), else the first slot of
+    ``board``, else the station's only slot. ``board_option``: the command has a ``--board``
+    to name in the error when the station has several slots."""
+    if board is not None:
+        _check_board(station, board)
+    boards = (board,) if board is not None else ()
+    if slot is not None:
+        return _of(station, [_slot(station, slot, boards)])
+    if board is not None:
+        return _of(station, [next(s for s in station.slots if s.board == board)])
+    if len(station.slots) == 1:
+        return _of(station, station.slots)
+    options = "--slot or --board" if board_option else "--slot"
+    raise SelectionError(
+        f"station {station.name} has several slots; pick one with {options} "
+        f"(slots: {_slots(station.slots)})"
+    )
+
+
+def board_slots(
+    station: config.Station, board: str, slots: str | Sequence[str] = "all"
+) -> Selection:
+    """The slots of board type ``board``: ``"all"``, or ids (a list, or separated by commas)."""
+    _check_board(station, board)
+    if isinstance(slots, str) and slots.strip() == "all":
+        return _of(station, (s for s in station.slots if s.board == board))
+    wanted = parse_names([slots] if isinstance(slots, str) else slots)
+    if not wanted:
+        raise SelectionError("--slots: name slot ids separated by commas, or all")
+    return _of(station, [_slot(station, slot_id, (board,)) for slot_id in wanted])
+
+
+def listed_slots(
+    station: config.Station, slot_ids: Sequence[str] = (), *, all_slots: bool = False
+) -> Selection:
+    """Every slot (``all_slots``), or the ``slot_ids`` in the order given (each a
+    :func:`one_slot`: none given is the station's only slot)."""
+    if all_slots and slot_ids:
+        raise SelectionError("--all and --slot exclude each other")
+    if all_slots:
+        return _of(station, station.slots)
+    ids = list(dict.fromkeys(slot_ids)) or [None]
+    chosen = tuple(one_slot(station, slot=i, board_option=False).slot for i in ids)
+    return Selection(station, chosen, tuple(dict.fromkeys(s.board for s in chosen)))
 
 
 def select(
@@ -93,32 +231,12 @@ def select(
         raise SelectionError(f"station config: {err.report()}") from None
     board_names = parse_names(boards)
     slot_ids = parse_names(slots)
-    known = known_boards(station)
     for name in board_names:
-        if name not in known:
-            raise SelectionError(
-                f"unknown board {name!r} (known boards: {', '.join(known) or 'none'})"
-            )
-        if not any(s.board == name for s in station.slots):
-            raise SelectionError(
-                f"station {station.name} has no {name} slot (slots: {_slot_list(station)})"
-            )
-    ids = [s.id for s in station.slots]
-    for slot_id in slot_ids:
-        if slot_id not in ids:
-            raise SelectionError(
-                f"no slot {slot_id!r} in station {station.name} (slots: {_slot_list(station)})"
-            )
-        board = station.slot(slot_id).board
-        if board_names and board not in board_names:
-            raise SelectionError(
-                f"slot {slot_id} holds a board of type {board}, not {' or '.join(board_names)}"
-            )
-    chosen = [
-        s
-        for s in station.slots
-        if (not slot_ids or s.id in slot_ids) and (not board_names or s.board in board_names)
-    ]
+        _check_board(station, name)
+    named = [_slot(station, slot_id, board_names) for slot_id in slot_ids]
+    chosen = _chosen(
+        station, named or [s for s in station.slots if not board_names or s.board in board_names]
+    )
     chosen_boards = tuple(board_names) or tuple(dict.fromkeys(s.board for s in chosen))
     update: dict[str, Any] = {}
     if backups is not None:
@@ -128,7 +246,7 @@ def select(
         update["boards"] = _apply_overrides(station.boards, overrides)
     if update:
         station = station.model_copy(update=update)
-    return Selection(station, tuple(chosen), chosen_boards, tuple(overrides))
+    return Selection(station, chosen, chosen_boards, tuple(overrides))
 
 
 def _firmware_overrides(

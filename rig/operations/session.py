@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TypeVar
 
 from esptool.cmds import ADESTO_VENDOR_ID, attach_flash, detect_chip, detect_flash_size, run_stub
+from esptool.loader import ESPLoader
 from esptool.util import FatalError, flash_size_bytes
 
 from rig.board.board import DownloadModeError
@@ -44,6 +45,7 @@ READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
 # a link that is marginal there (slow edges on a long cable, a bridge's sampling error: worse the
 # shorter the bit cell), which the next lower rung of the ladder usually carries cleanly.
 STEP_DOWN_AFTER = 2
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def megabytes(size: int) -> str:
     return f"{size / MB:g} MB"
 
 
-def security_features(esp) -> tuple[str, ...]:
+def security_features(esp: ESPLoader) -> tuple[str, ...]:
     """The security features enabled in the chip's eFuses, by esptool's own predicates: flash
     encryption (FLASH_CRYPT_CNT with an odd number of bits set) and secure boot (ABS_DONE_0 =
     v1; ABS_DONE_1 = v2, from chip revision v3.0) - what esptool's erase-flash and erase-region
@@ -126,7 +128,7 @@ class FlasherSession:
         self.bauds = list(bauds if bauds is not None else board.type.serial.bauds)
         self.expected_mac = format_mac(expected_mac) if expected_mac else None
         self.connect_attempts = connect_attempts
-        self.esp: Any = None
+        self.esp: ESPLoader | None = None
         self.identity: Identity | None = None
         self.log_lines: list[str] = []
         self.progress: Progress | None = None
@@ -232,7 +234,7 @@ class FlasherSession:
             finally:
                 self.log_lines.extend(logger.lines)
 
-    def _require(self):
+    def _require(self) -> ESPLoader:
         if self.esp is None:
             if self._reconnect_error is not None:  # say why, not just that
                 raise FlasherError(
@@ -252,7 +254,7 @@ class FlasherSession:
             raise
         self._reconnect_error = None
 
-    def _recovering(self, what: str, fn):
+    def _recovering(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn``; after a transient failure reconnect (with backoff) and run it again."""
         for attempt in range(self.retries + 1):
             try:
@@ -296,7 +298,7 @@ class FlasherSession:
             f"baud: {failures} transfers failed at {baud} baud; reconnecting at {lower[0]}"
         )
 
-    def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+    def call(self, what: str, fn: Callable[[ESPLoader], T]) -> T:
         """One esptool call, its errors turned into FlasherError naming the board."""
         esp = self._require()
         try:

@@ -136,7 +136,7 @@ def backup_store(request: pytest.FixtureRequest):
     state = hil_state(request.config)
     if state.selection is None:
         pytest.skip(NO_BOARD)
-    store = hil.backup_store(state.selection)
+    store = state.selection.store()
     store.check_writable()
     return store
 
@@ -153,9 +153,8 @@ def rig_dump(request: pytest.FixtureRequest, rig_board, backup_store) -> hil.Dum
         try:
             with hil.flasher(rig_board, track=artifacts.track) as session:
                 slot_state.identity = session.identity
-                slot_state.dump = hil.dump_backup(
-                    session, backup_store, hil.backup_meta(state.selection, rig_board)
-                )
+                meta = state.selection.backup_meta(rig_board.id)
+                slot_state.dump = hil.take_backup(session, backup_store, meta, reuse=True)
             artifacts.note("dump", slot_state.dump.backup.path)
         finally:
             artifacts.flush()

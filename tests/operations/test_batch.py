@@ -329,11 +329,14 @@ def test_sigterm_mid_run_stops_every_board_and_releases_every_relay(bench):
     [
         (["--board", "l7x", "--firmware", "nope"], "has no firmware 'nope'"),
         (["--board", "l7x", "--firmware", f"{CUSTOM}@0x1000"], "name a firmware of the l7x"),
-        (["--board", "nope", "--firmware", "custom-grbl"], "has no 'nope' slots"),
+        (
+            ["--board", "nope", "--firmware", "custom-grbl"],
+            "unknown board 'nope' (known boards: esp32-devkitc, l7x)",
+        ),
         (["--board", "l7x", "--firmware", "custom-grbl", "--slots", "l7x-9"], "no slot 'l7x-9'"),
         (
             ["--board", "l7x", "--firmware", "custom-grbl", "--slots", "l7x-1,devkitc-1"],
-            "slot devkitc-1 holds a esp32-devkitc, not a l7x",
+            "slot devkitc-1 holds a board of type esp32-devkitc, not l7x",
         ),
         (["--board", "l7x", "--firmware", "custom-grbl", "--jobs", "0"], "--jobs must be"),
         (["--board", "l7x", "--firmware", "custom-grbl", "--retries", "-1"], "--retries must"),

@@ -53,7 +53,9 @@ def test_dump_is_a_verified_backup_equal_to_the_flash(station):
     store = BackupStore(station.config.backups)
     earlier = seed_backup(station, "l7x-1")
     with session(slot) as s:
-        backup = take_backup(s, store, {"slot": "l7x-1"})
+        dump = take_backup(s, store, {"slot": "l7x-1"})
+    backup = dump.backup
+    assert not dump.reused  # without reuse=True a dump is always stored
     flash = station.simulated_board("l7x-1").flash.view()
     assert backup.read() == flash == earlier.read()
     assert backup.path != earlier.path  # a second dump is a second file, never a replacement

@@ -144,14 +144,14 @@ def test_esptools_size_table_is_used(bench):
 
 def test_plugin_dump_refuses_an_unknown_size(sim_station_config):
     from rig.board.station import LiveStation
-    from rig.operations.hil import dump_backup, flasher
+    from rig.operations.hil import flasher, take_backup
 
     cfg = sim_station_config(**{SLOT: {"flash_id": UNKNOWN_ID}})
     store = BackupStore(cfg.backups)
     with LiveStation(cfg) as station:
         slot = station.open_slot(SLOT)
         with flasher(slot) as session, pytest.raises(Exception, match="flash size is unknown"):
-            dump_backup(session, store, {"slot": SLOT})
+            take_backup(session, store, {"slot": SLOT}, reuse=True)
         assert station.simulated_board(SLOT).flash.view() == VENDOR
     assert store.list() == []
 

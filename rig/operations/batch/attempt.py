@@ -19,14 +19,14 @@ from rig.board.protocols import BoardHandle, DownloadEvidenceLike
 from rig.board.station import LiveSlot
 from rig.errors import OperationError, is_transient
 from rig.hardware.ports import PortSpec
+from rig.operations import steps
 from rig.operations.backups import BackupStore
 from rig.operations.batch.plan import Job
 from rig.operations.batch.results import FAILED, OK, QUARANTINED, BoardResult
-from rig.operations.bootcheck import boot_check
 from rig.operations.fastwrite import PartialWrite
 from rig.operations.report import Report
-from rig.operations.safeguards import BackupCheck, ensure_backup, explain_failure
-from rig.operations.session import FlasherError, FlasherSession
+from rig.operations.safeguards import BackupPolicy, explain_failure
+from rig.operations.session import FlasherSession, Identity
 
 __all__ = ["CONSOLE_TAIL", "MAX_BACKOFF", "BoardAttempts", "Stopped", "WatchedBoard"]
 
@@ -163,55 +163,32 @@ class BoardAttempts:
                 return
 
     def attempt(self, n: int) -> None:
+        """One attempt: the steps (:mod:`rig.operations.steps`) with a safe point before each."""
         job, result, report = self.job, self.result, self.report
         session = FlasherSession(self.board, expected_mac=self.slot.config.expected_mac)
         try:
-            with report.step("connect") as step:
-                self.set_phase("connect", attempt=n)
-                ident = session.connect()
-                result.mac, result.baud = ident.mac, ident.baud
-                result.download_sequences = self.board.sequences
-                step.data = ident.as_dict()
-                step.detail = (
-                    f"attempt {n}: {ident.chip}, MAC {ident.mac}, {ident.baud} baud "
-                    f"({self.board.sequences} download sequence(s) so far)"
-                )
-                self.log(step.detail)
+            self.set_phase("connect", attempt=n)
+            ident = steps.identify(report, session, name="connect", detail=self._connected(n))
+            result.mac, result.baud = ident.mac, ident.baud
+            result.download_sequences = self.board.sequences
+            self.log(report.steps[-1].detail)
             self.emit("identified", mac=ident.mac, baud=ident.baud)
             self.checkpoint("the backup")
-            with report.step("backup") as step:
-                check = self._backup(session)
-                result.backup, result.backup_taken = check.backup.id, check.taken
-                step.data, step.detail = check.data, check.detail
-                self.log(step.detail)
+            self.set_phase("backup")
+            policy = BackupPolicy(self.store, "auto", {**job.meta, "slot": job.slot_id})
+            check = steps.backup(report, session, policy, self._progress)
+            result.backup, result.backup_taken = check.backup.id, check.taken
+            self.log(check.detail)
             self.checkpoint("the write")
-            with report.step("write") as step:
-                self.set_phase("write")
-                written = skipped = 0
-                self.writing = True
-                for image in job.images:
-                    stats = session.write(image.offset, image.data, self._progress(False))
-                    written += stats.written
-                    skipped += stats.skipped
-                self.writing = False
-                result.bytes_written += written
-                result.bytes_skipped = skipped
-                step.data = {"bytes_written": written, "bytes_skipped": skipped}
-                step.detail = (
-                    f"{job.firmware}: wrote {written} B, skipped {skipped} B unchanged "
-                    "(chip MD5 per block), whole image verified"
-                )
-                self.log(step.detail)
-            with report.step("verify") as step:
-                self.set_phase("verify")
-                for image in job.images:
-                    if not session.verify(image.offset, image.data):
-                        raise FlasherError(
-                            f"{job.slot_id}: {image.name} at {image.offset:#x}: chip MD5 differs"
-                        )
-                step.detail = "chip MD5 matches " + ", ".join(
-                    f"{i.name} at {i.offset:#x}" for i in job.images
-                )
+            self.set_phase("write")
+            self.writing = True
+            stats = steps.write(report, session, job.images, self._progress)
+            self.writing = False
+            result.bytes_written += stats.written
+            result.bytes_skipped = stats.skipped
+            self.log(report.steps[-1].detail)
+            self.set_phase("verify")
+            steps.verify(report, session, job.images)
         finally:
             session.close()
             if session.recoveries:
@@ -220,45 +197,35 @@ class BoardAttempts:
             if session.log_lines:
                 self.log("esptool:\n  " + "\n  ".join(session.log_lines))
         self.checkpoint("the boot check")
-        with report.step("boot check") as step:
-            self.set_phase("boot")
-            check = boot_check(self.board, job.console)
-            result.console = check.console[-CONSOLE_TAIL:]
-            step.data = {"console": result.console, "seconds": round(check.seconds, 3)}
-            self.log("console:\n  | " + "\n  | ".join(check.console.splitlines()[-8:]))
-            if not check.ok:
-                raise OperationError(
-                    f"{job.firmware} did not boot: the console never showed {job.console!r}"
-                )
-            step.detail = f"console matched {job.console!r} after {check.seconds:.1f} s"
+        self.set_phase("boot")
+        try:
+            steps.boot(report, self.board, job.console, firmware=job.firmware, tail=CONSOLE_TAIL)
+        finally:
+            console = report.steps[-1].data.get("console")
+            if console is not None:
+                result.console = console
+                self.log("console:\n  | " + "\n  | ".join(console.splitlines()[-8:]))
 
-    def _backup(self, session: FlasherSession) -> BackupCheck:
-        """:func:`~rig.operations.safeguards.ensure_backup` decides whether a backup is current; the
-        ``dump`` phase (with its byte total) starts only if it has to dump."""
-        self.set_phase("backup")
-        dump_progress = self._progress(True)
-        dumping = False
+    def _connected(self, n: int) -> Callable[[Identity], str]:
+        """The ``connect`` step's detail: the attempt, the board, the download sequences."""
 
-        def progress(done: int, total: int) -> None:
-            nonlocal dumping
-            if not dumping:
-                dumping = True
-                self.set_phase("dump", total=total)
-            dump_progress(done, total)
+        def detail(ident: Identity) -> str:
+            sequences = self.board.sequences
+            return f"attempt {n}: {steps.describe(ident)} ({sequences} download sequence(s) so far)"
 
-        meta = {**self.job.meta, "slot": self.job.slot_id}
-        return ensure_backup(session, self.store, "auto", meta, progress)
+        return detail
 
-    def _progress(self, abortable: bool) -> Callable[[int, int], None]:
-        """Progress to the parent; a dump (``abortable``: it only reads) stops at once when asked
-        to, a write only if the parent is gone."""
-
-        def progress(done: int, total: int) -> None:
-            if (abortable and self.stop.requested()) or self.stop.orphaned():
-                raise Stopped(f"during the {self.phase}")
-            self.emit.progress(done, total)
-
-        return progress
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        """Progress to the parent. The ``backup`` phase only moves bytes when it has to dump
+        (:func:`~rig.operations.safeguards.ensure_backup` decides): the ``dump`` phase, with its
+        byte total, starts then. A dump (it only reads) stops at once when asked to, a write
+        only if the parent is gone."""
+        abortable = phase == "backup"
+        if abortable and self.phase != "dump":
+            self.set_phase("dump", total=total)
+        if (abortable and self.stop.requested()) or self.stop.orphaned():
+            raise Stopped(f"during the {self.phase}")
+        self.emit.progress(done, total)
 
     def _partial(self) -> str:
         if not self.writing or self.partial_reported:

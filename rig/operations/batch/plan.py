@@ -1,4 +1,5 @@
-"""Planning a batch run: everything checked before a relay moves (bad input: exit 2)."""
+"""Planning a batch run: everything checked before a relay moves (bad input: exit 2); the slots
+by :func:`rig.operations.selection.board_slots`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rig.operations.backups import BackupStore
 from rig.operations.batch.quarantine import QuarantineEntry, StateError, StationState
 from rig.operations.images import FlashImage, resolve_images
 from rig.operations.safeguards import prepare_backups
+from rig.operations.selection import board_slots
 
 __all__ = ["BatchPlan", "Job", "plan_batch"]
 
@@ -60,10 +62,8 @@ def plan_batch(
 ) -> BatchPlan:
     """Check everything a batch needs; raise :class:`~rig.errors.BadInput` if anything is
     wrong. Nothing is opened: no lock taken, no relay moved, no port opened."""
-    board_type = station.boards.get(board)
-    if board_type is None:
-        known = ", ".join(sorted(station.boards)) or "none"
-        raise BadInput(f"station {station.name} has no {board!r} slots (its boards: {known})")
+    selected = board_slots(station, board, slots).slot_ids
+    board_type = station.boards[board]
     if "@" in firmware:
         raise BadInput(
             f"{firmware!r}: name a firmware of the {board} catalog; the boot check needs its "
@@ -74,7 +74,6 @@ def plan_batch(
     except KeyError as err:
         raise BadInput(err.args[0]) from None
     images = tuple(resolve_images([firmware], board_type))
-    selected = _select_slots(station, board, slots)
     if jobs is not None and jobs < 1:
         raise BadInput(f"--jobs must be at least 1 (got {jobs})")
     if retries < 0:
@@ -102,26 +101,3 @@ def plan_batch(
         backoff=backoff,
         state=state,
     )
-
-
-def _select_slots(station: config.Station, board: str, slots: str | list[str]) -> list[str]:
-    of_type = [s.id for s in station.slots if s.board == board]
-    if not of_type:
-        raise BadInput(f"station {station.name} has no {board} slot")
-    if isinstance(slots, str):
-        if slots.strip() == "all":
-            return of_type
-        slots = [s.strip() for s in slots.split(",")]
-    wanted = list(dict.fromkeys(s for s in slots if s))
-    if not wanted:
-        raise BadInput("--slots: name slot ids separated by commas, or all")
-    ids = [s.id for s in station.slots]
-    for slot_id in wanted:
-        if slot_id not in ids:
-            raise BadInput(
-                f"no slot {slot_id!r} in station {station.name} (slots: {', '.join(ids)})"
-            )
-        holds = station.slot(slot_id).board
-        if holds != board:
-            raise BadInput(f"slot {slot_id} holds a {holds}, not a {board}")
-    return [s for s in ids if s in wanted]

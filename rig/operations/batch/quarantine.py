@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rig import config
 from rig.errors import OperationError
 
 STATE_FILE = "station.json"
@@ -62,7 +63,7 @@ class QuarantineEntry:
         return self.since[:19].replace("T", " ") + " UTC" if len(self.since) >= 19 else self.since
 
 
-def state_dir(station: Any) -> Path:
+def state_dir(station: config.Station) -> Path:
     """``<backups>/../state/<station name>`` (see the module docstring for why)."""
     return station.state_dir
 
@@ -80,7 +81,7 @@ class StationState:
         self.path = self.dir / STATE_FILE
 
     @classmethod
-    def of(cls, station: Any) -> StationState:
+    def of(cls, station: config.Station) -> StationState:
         return cls(state_dir(station), station.name)
 
     @property

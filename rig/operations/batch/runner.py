@@ -53,8 +53,8 @@ import queue as queue_module
 import signal
 import time
 from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 from rig import config, signals
 from rig.board.station import LiveStation
@@ -82,7 +82,12 @@ KILL_AFTER = 10.0  # seconds after that before a worker that still runs is kille
 
 
 def _dead_worker_result(
-    station: config.Station, slot_id: str, process: Any, log_path: Path, *, killed: bool = False
+    station: config.Station,
+    slot_id: str,
+    process: BaseProcess,
+    log_path: Path,
+    *,
+    killed: bool = False,
 ) -> BoardResult:
     """The result of a worker that ended without one - killed by the parent after it ignored
     SIGTERM (``killed``), or by anything else (the OOM killer, a kill -9, a crash) - after the
@@ -112,7 +117,9 @@ def _dead_worker_result(
     return result
 
 
-def _release_quietly(station: config.Station, slot_id: str, process: Any, log_path: Path) -> None:
+def _release_quietly(
+    station: config.Station, slot_id: str, process: BaseProcess, log_path: Path
+) -> None:
     """:func:`_dead_worker_result` while the run is failing anyway: never raises (the run's own
     error matters more), says what happened in the log."""
     try:
@@ -287,7 +294,7 @@ def _run_workers(plan, pending, run_dir, meta, results, notify, control) -> None
     events = ctx.Queue()
     stop = ctx.Event()
     pending = list(pending)
-    running: dict[str, Any] = {}
+    running: dict[str, BaseProcess] = {}
     killed: set[str] = set()
     stop_at = hard_at = None
 

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rig import signals
 from rig.board.station import LiveStation
@@ -27,15 +27,36 @@ from rig.operations.batch.quarantine import utc_now
 from rig.operations.batch.results import FAILED, STEPS, STOPPED, BoardResult, Event, describe_relays
 from rig.signals import Terminated
 
-__all__ = ["BoardLog", "Emitter", "StopFlag", "flash_board", "worker_main"]
+__all__ = [
+    "BoardLog",
+    "Emitter",
+    "EventLike",
+    "EventSink",
+    "StopFlag",
+    "flash_board",
+    "worker_main",
+]
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events of one worker
+
+
+class EventLike(Protocol):
+    """The parent's stop event (``multiprocessing`` or ``threading``)."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class EventSink(Protocol):
+    """Where a worker's events go (the parent's queue)."""
+
+    def put(self, obj: Event) -> None: ...
 
 
 class StopFlag:
     """A worker's view of "stop": the parent's stop event, or the parent gone."""
 
-    def __init__(self, event: Any = None) -> None:
+    def __init__(self, event: EventLike | None = None) -> None:
         self.event = event
         self.parent = multiprocessing.parent_process()  # None when run in-process
 
@@ -94,7 +115,9 @@ class BoardLog:
         self._file.close()
 
 
-def flash_board(job: Job, emit: Callable[..., None], stop: Any = None) -> BoardResult:
+def flash_board(
+    job: Job, emit: Callable[..., None], stop: StopFlag | EventLike | None = None
+) -> BoardResult:
     """Flash one board in the calling process: lock, attempts, release; emit and return the
     result. Never raises for a board problem. ``emit(kind, **data)`` receives the events (the
     last one is ``result``); ``stop`` is an event-like object whose ``is_set()`` asks for a stop
@@ -169,7 +192,12 @@ def flash_board(job: Job, emit: Callable[..., None], stop: Any = None) -> BoardR
     return result
 
 
-def _judge(outcome: BaseException | None, result: BoardResult, run, log) -> None:
+def _judge(
+    outcome: BaseException | None,
+    result: BoardResult,
+    run: BoardAttempts | None,
+    log: Callable[[str], None],
+) -> None:
     """Turn how the attempts ended into the result (``run.run`` set it if they ended)."""
     if outcome is None:
         return
@@ -189,7 +217,7 @@ def _judge(outcome: BaseException | None, result: BoardResult, run, log) -> None
         log("".join(traceback.format_exception(outcome)))
 
 
-def worker_main(job: Job, events: Any, stop_event: Any) -> None:
+def worker_main(job: Job, events: EventSink, stop_event: EventLike) -> None:
     """Entry point of a worker process."""
     signals.ignore(signal.SIGINT)  # Ctrl-C hits the process group; the parent decides
     install_safety_net(signals.TERMINATING)  # SIGTERM/SIGHUP -> Terminated (unwind); atexit
