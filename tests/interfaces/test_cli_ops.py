@@ -130,3 +130,55 @@ def test_a_backup_that_matches_the_chip_is_reused_and_says_so(rig, tmp_path):
     assert step["detail"] == (
         f"verified backup exists and matches the chip (chip MD5): {backup.id}"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["identify", "--board", "nope"],
+            "unknown board 'nope' (known boards: esp32-devkitc, l7x)",
+        ),
+        (
+            ["identify"],
+            "station sim has several slots; pick one with --slot or --board (slots: l7x-1 (l7x), ",
+        ),
+        (
+            ["erase", "--board", "l7x", "--slot", "devkitc-1"],
+            "slot devkitc-1 holds a board of type esp32-devkitc, not l7x",
+        ),
+        (["dump", "--slot", "nope"], "no slot 'nope' in station sim (slots: l7x-1 (l7x), "),
+    ],
+)
+def test_slot_selection_errors_exit_2_and_name_what_is_known(rig, args, message):
+    """The one-slot commands select through rig.operations.selection, as rig flash, rig serve
+    and the plugin do: the same words for the same mistake."""
+    result = rig(*args, ok=False)
+    assert result.exit_code == 2, result.output
+    assert f"error: {message}" in result.output
+
+
+def test_a_restore_that_fails_midway_names_the_backup_to_run_it_again(
+    rig, tmp_path, sim_station_file
+):
+    """A worn sector stops the restore half-way: the error says the flash is partly written and
+    that the verified backup still exists, with the command that puts it back."""
+    custom, vendor = flash_contents.custom_grbl_flash(), flash_contents.vendor_l7x_flash()
+    sectors = [(a, custom[a : a + 0x1000]) for a in range(0, len(custom), 0x1000)]
+    # the first sector the restore must program (an erase alone would not make it match)
+    bad = next(a for a, s in sectors if s != vendor[a : a + 0x1000] and s != b"\xff" * 0x1000)
+    plain = "simulated: {variant: l7x, seed: l7x-2}"
+    worn = f"faults: [{{kind: bad_sector, address: {bad:#x}}}]"
+    text = sim_station_file.read_text()
+    assert plain in text, "the shipped sim station changed: update this test"
+    sim_station_file.write_text(text.replace(plain, plain[:-1] + f", {worn}}}"))
+    md5 = hashlib.md5(custom).hexdigest()
+    backup = BackupStore(tmp_path / "backups").save(MAC, custom, md5, {}, flash_size=len(custom))
+    result = rig("restore", "--slot", "l7x-2", "--json", ok=False)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["steps"][-1]["name"] == "restore" and not report["steps"][-1]["ok"]
+    assert "flash partly written" in report["error"] and "bad or worn sector" in report["error"]
+    assert report["error"].endswith(
+        f"verified backup {backup.id} exists: run `rig restore --slot l7x-2`"
+    )
