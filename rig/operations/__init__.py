@@ -1,5 +1,7 @@
 """What the rig does with a board: flasher sessions, the verified fast write, backups and the
-policy that guards every destructive step, boot checks, reports, the scripted cycle.
+policy that guards every destructive step, boot checks, reports, the reported steps
+(:mod:`~rig.operations.steps`, the one pipeline every front end composes), the selection of
+slots (:mod:`~rig.operations.selection`), the scripted cycle.
 
 The face of the layer; the modules say what they own. :mod:`~rig.operations.batch` (``rig flash``)
 and :mod:`~rig.operations.serve` (``rig serve``) are packages of their own, and
