@@ -72,7 +72,9 @@ def run_live(
         raise
 
 
-def run_op(sel: Selection, name: str, as_json: bool, body: Body, *, force_erase: bool = False):
+def run_op(
+    sel: Selection, name: str, as_json: bool, body: Body, *, force_erase: bool = False
+) -> None:
     """Open the slot, connect and identify (:func:`rig.operations.steps.on_board`), run
     ``body(report, session, progress)`` (its steps), report (an interrupted one too:
     :func:`run_live`)."""
