@@ -2,8 +2,9 @@
 
 Run from the repository: ``python bench/run.py [--quick] [--json FILE]``. Every number comes
 from one run on this machine, side by side: the simulated boards pace their UART at baud/10
-bytes per second per direction and take datasheet NOR erase/program times (rig/sim/uart.py,
-rig/sim/flash.py), so what is measured is protocol efficiency, not the host's speed.
+bytes per second per direction and take datasheet NOR erase/program times
+(rig/sim/transport/line.py, rig/sim/parts/flash.py), so what is measured is protocol efficiency,
+not the host's speed.
 
 This script is a tool outside the ``rig`` package, so it may build simulated stations directly.
 """

@@ -203,7 +203,7 @@ def dump_backup(
 
     A dump that a verified backup of this MAC already holds is not stored again (a CI runner
     would otherwise pile up one copy per run): that backup is returned, re-verified by this
-    dump. "Already holds" is :func:`~rig.operations.current_backup`, the one rule every
+    dump. "Already holds" is :func:`~rig.operations.safeguards.current_backup`, the one rule every
     destructive step applies before it relies on a backup. Raises
     :class:`~rig.errors.OperationError` if the dump does not match the chip.
     """
