@@ -39,10 +39,6 @@ from .simulated import SIM_VARIANTS, SimEfuses, SimSlot, SimVariant
 from .station import PinsConfig, RelayChannel, Slot, Station
 from .types import ROLES
 
-# The old name of CatalogFirmware, still used by rig/batch.py and rig/hil_core.py; to be removed
-# once those are moved (issue 13 merge).
-Firmware = CatalogFirmware
-
 __all__ = [
     "ACTIONS",
     "FAULT_KINDS",
@@ -55,7 +51,6 @@ __all__ = [
     "ConfigError",
     "Fault",
     "FaultSpec",
-    "Firmware",
     "FlashRegion",
     "FlashSpec",
     "PinsConfig",

@@ -2,7 +2,7 @@
 
 A step closes/opens/presses/releases the relay of a role, pulses it, or waits; waits and pulses
 are bounded by :data:`MAX_WAIT` (a step that waits minutes is a typo, not a boot sequence). The
-relay layer plays them (``rig.sequences``); :func:`step_schema` is their JSON schema.
+relay layer plays them (:mod:`rig.board.sequences`); :func:`step_schema` is their JSON schema.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ one of the short names can use the ``rig_`` one or alias it back)::
                                          teardown, also after a failure
     backup   / rig_backup    (module)    the session's verified backup of the board (taken
                                          once per session, before the board's first test)
-    firmware / rig_firmware  (module)    the board type's firmware catalog {name: Firmware}
+    firmware / rig_firmware  (module)    the board type's catalog {name: CatalogFirmware}
     catalog_firmware         one catalog entry; tests using it run once per slot and entry
                              (put write/boot steps in a class so each entry's steps run together)
     rig_dump                 the session dump: backup, chip MD5, bytes/s

@@ -235,8 +235,8 @@ def rig_record(request: pytest.FixtureRequest):
     return add
 
 
-# Short names. A conftest that defines one of them for its own purposes (this repository's
-# tests/conftest.py has a ``board``) shadows the alias, not the rig_ fixture.
+# Short names. A conftest that defines one of them for its own purposes shadows the alias, not
+# the rig_ fixture.
 @pytest.fixture(scope="session")
 def station(rig_station):
     return rig_station

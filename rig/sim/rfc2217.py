@@ -7,11 +7,12 @@ auto-reset circuit, so stock esptool's ``--before default-reset`` and ``--after 
 as on a real devkit; an l7x ignores them, as its CH330 has no DTR/RTS.
 
 The endpoint fronts the board's pty: for each client it opens the pty like any host would
-(baud changes land in the pty's termios, where the board's UART sees them), runs pyserial's
-server-side :class:`serial.rfc2217.PortManager` on the socket, and acknowledges every line change
-at once, as a USB bridge does. When the client leaves, DTR and RTS drop (a tty closing with
-HUPCL) and the pty is closed, so the board's ``on_close`` policy applies as on the pty transport.
-One client at a time; a second one is refused. Loopback only by default.
+(baud changes land in the pty's termios, where the board's UART sees them) and runs the rig's own
+RFC 2217 link on the socket (:class:`rig.hardware.rfc2217.Rfc2217Link`, the one ``rig serve``
+runs), with the client's DTR/RTS handed to the board, which takes each change at once, as a USB
+bridge does. When the client leaves, DTR and RTS drop (a tty closing with HUPCL) and the pty is
+closed, so the board's ``on_close`` policy applies as on the pty transport. One client at a time;
+a second one is refused. Loopback only by default.
 """
 
 from __future__ import annotations
@@ -19,33 +20,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from typing import Any
 
 import serial
-from serial.rfc2217 import IAC, M_NORMAL, PortManager
+
+from rig.hardware.rfc2217 import Rfc2217Link, tune_socket
 
 from .board import SimBoard
 
 __all__ = ["Rfc2217Endpoint"]
-
-
-class _Lines:
-    """The pty as PortManager sees it: DTR/RTS go to the board, not to the (line-less) pty."""
-
-    def __init__(self, port: serial.Serial, endpoint: Rfc2217Endpoint) -> None:
-        self.__dict__.update(_port=port, _endpoint=endpoint)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._port, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("dtr", "rts"):
-            self._endpoint._set_line(name, bool(value))
-        else:
-            setattr(self._port, name, value)
-
-    # A devkit's bridge has CTS/DSR/RI/CD inputs, but nothing drives them.
-    cts = dsr = ri = cd = False
 
 
 class Rfc2217Endpoint:
@@ -57,10 +39,8 @@ class Rfc2217Endpoint:
         self.host = host
         self.port = self._listener.getsockname()[1]
         self.clients = 0  # connections served so far
-        self._lines = (False, False)  # the current client's (DTR, RTS)
         self._conn: socket.socket | None = None
         self._client: threading.Thread | None = None
-        self._send_lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"{board.name}-rfc2217", daemon=True
@@ -80,7 +60,7 @@ class Rfc2217Endpoint:
         conn, client = self._conn, self._client
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+                conn.shutdown(socket.SHUT_RDWR)  # ends the client's link
         self._thread.join(timeout=5)
         if client is not None:
             client.join(timeout=5)  # lines dropped and pty closed before the board goes
@@ -112,63 +92,29 @@ class Rfc2217Endpoint:
 
     def _serve(self, conn: socket.socket) -> None:
         self.clients += 1
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pty = serial.Serial(self.board.port, baudrate=115200, timeout=0.05)
-        self._lines = (False, False)
-        alive = threading.Event()
-        alive.set()
-
-        def send(data: bytes) -> None:
-            with self._send_lock:
-                conn.sendall(data)
-
-        manager = PortManager(_Lines(pty, self), _Connection(send))
-
-        def chip_to_host() -> None:
-            while alive.is_set():
-                try:
-                    data = pty.read(pty.in_waiting or 1)
-                    if data:
-                        send(data.replace(IAC, IAC + IAC))
-                except (OSError, serial.SerialException):
-                    break
-            alive.clear()
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-        reader = threading.Thread(target=chip_to_host, daemon=True)
-        reader.start()
+        tune_socket(conn, keepalive=False)  # a local client that dies is closed by its kernel
         try:
-            while alive.is_set():
-                data = conn.recv(65536)
-                if not data:
-                    break
-                if IAC not in data and manager.suboption is None and manager.mode == M_NORMAL:
-                    pty.write(data)
-                else:
-                    payload = b"".join(manager.filter(data))
-                    if payload:
-                        pty.write(payload)
-        except OSError:
-            pass
+            pty = serial.Serial(self.board.port, baudrate=115200, timeout=0.05)
+        except serial.SerialException:  # unplugged: no pty to front, the client is turned away
+            self._hang_up(conn)
+            return
+        try:
+            Rfc2217Link(conn, pty, self._set_line, name=f"{self.board.name}-rfc2217").run()
         finally:
-            alive.clear()
-            reader.join(timeout=2)
-            self._set_lines(False, False)  # the host closed its tty: DTR and RTS drop
+            self.board.set_modem_lines(False, False)  # the host closed its tty: DTR and RTS drop
             pty.close()
-            with contextlib.suppress(OSError):
-                conn.close()
-            self._conn = None
+            self._hang_up(conn)
 
-    def _set_line(self, name: str, value: bool) -> None:
-        dtr, rts = self._lines
-        self._set_lines(value if name == "dtr" else dtr, value if name == "rts" else rts)
+    def _hang_up(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.close()
+        self._conn = None  # the next client may come
 
-    def _set_lines(self, dtr: bool, rts: bool) -> None:
-        self._lines = (dtr, rts)
+    def _set_line(self, name: str, asserted: bool) -> None:
+        """One of the client's lines changed: the board gets both, as its bridge drives them."""
+        dtr, rts = self.board.modem_lines
+        if name == "dtr":
+            dtr = asserted
+        else:
+            rts = asserted
         self.board.set_modem_lines(dtr, rts)
-
-
-class _Connection:
-    def __init__(self, send) -> None:
-        self.write = send

@@ -1,4 +1,4 @@
-"""The pytest plugin (rig/pytest_plugin.py), driven through pytester.
+"""The pytest plugin (rig/pytest_plugin/), driven through pytester.
 
 Cheap checks (options, usage errors, parametrisation, skips, markers) run pytest in-process and
 mostly only collect. Runs that open slots run pytest in a subprocess against a simulated station

@@ -257,8 +257,9 @@ def test_real_slots_wait_for_a_replugged_port(tmp_path, monkeypatch):
     with LiveStation(cfg) as st:
         port = st.open_slot(cfg.slots[0].id).board.port
     assert port.reappear > 0, (
-        "rig/station.py open_slot must build a real slot's port with PortSpec(..., reappear=N) "
-        "so a re-enumerating by-id path / USB serial number is waited for, not a failed reconnect"
+        "rig/board/station.py real_parts must build a real slot's port with PortSpec(..., "
+        "reappear=N) so a re-enumerating by-id path / USB serial number is waited for, not a "
+        "failed reconnect"
     )
 
 
@@ -288,7 +289,7 @@ def test_bad_sector_fails_cleanly_naming_the_range_and_the_backup(tmp_path, reco
     # is the flash, and `rig restore` will fail at the same place. The error should say so.
     assert any(w in result.error.lower() for w in ("bad sector", "does not keep", "worn")), (
         "when every retry fails to verify the same range although the reconnects succeed, the "
-        "rig (rig/flasher.py FlasherSession.write) must name it as a flash defect, not only "
+        "rig (rig/operations/fastwrite.py write) must name it as a flash defect, not only "
         f"point at `rig restore`; the error was {result.error!r}"
     )
 
@@ -300,8 +301,8 @@ def test_a_chip_hanging_after_as_many_resets_as_download_retries_is_still_reache
     assert result.fault == {"fail_connects": 3}
     assert not result.violations, result.violations
     assert result.outcome == "recovered", (
-        "the rig (rig/flasher.py FlasherSession.connect) must retry the first connect like any "
-        "other step (backoff, more rounds of the download sequence) before giving up; got "
+        "the rig (rig/operations/session.py FlasherSession.connect) must retry the first connect "
+        "like any other step (backoff, more rounds of the download sequence) before giving up; got "
         f"{result.outcome}: {result.error!r}"
     )
 
@@ -325,8 +326,8 @@ def test_a_port_that_never_comes_back_is_named_in_the_final_error(sim_station_co
     assert any("cannot open serial port" in r for r in session.recoveries)
     assert "cannot open serial port" in text or "unplugged" in text, (
         "when the reconnect failed, the final error must carry the last reconnect error (not "
-        "'not connected', which hides why: rig/flasher.py FlasherSession._recovering); the "
-        "error was " + repr(text)
+        "'not connected', which hides why: rig/operations/session.py "
+        "FlasherSession._recovering); the error was " + repr(text)
     )
 
 
@@ -443,7 +444,7 @@ def test_sigint_mid_dump_releases_everything_and_leaves_no_backup(tmp_path):
     assert not [p for p in backups.rglob("*") if p.is_file()], "something looks like a backup"
     report = report_of(out)
     assert report is not None and report.get("ok") is False and report.get("error"), (
-        "on SIGINT the rig (rig/cli_ops.py run_op) must write the report (ok: false, the error "
+        "on SIGINT the rig (rig/cli/ops.py run_op) must write the report (ok: false, the error "
         f"naming the interruption) before exiting; got rc={proc.returncode}, "
         f"stdout={out[:200]!r}, stderr={err[-200:]!r}"
     )
@@ -475,7 +476,7 @@ def test_sigterm_mid_write_and_a_second_process_on_the_slot(tmp_path):
     assert not M.check_backups(tmp_path / "backups", before)
     report = report_of(out)
     assert report is not None and report.get("ok") is False, (
-        "on SIGTERM mid-write the rig (rig/cli_ops.py run_op) must write the report (ok: false, "
+        "on SIGTERM mid-write the rig (rig/cli/ops.py run_op) must write the report (ok: false, "
         "'terminated ... during write ...; flash partly written: <ranges> unverified; verified "
         f"backup <id> exists: run `rig restore --slot l7x-1`') before exiting 143; stdout was "
         f"{out[:200]!r}"

@@ -2,8 +2,8 @@
 
 Stock esptool with its default resets (ClassicReset before, an RTS pulse after) flashes a
 simulated devkit that starts out running from flash; an l7x ignores the lines like its CH330.
-As in test_serve.py, the esptool sessions (~0.2 s per command over rfc2217://) all start
-together in the module fixture, each on its own board.
+As in tests/operations/test_serve.py, the esptool sessions (~0.2 s per command over rfc2217://)
+all start together in the module fixture, each on its own board.
 """
 
 from __future__ import annotations
@@ -31,24 +31,9 @@ TIMEOUT = 60  # seconds: every esptool and simulator process runs under it
 ADDR = 0x200000
 PAYLOAD = bytes(range(256)) * 32  # 8 KB
 SETTLE = SimBoard.EN_RISE_DELAY + 0.1  # EN has risen and the ROM has printed its banner
-# `rig sim --transport rfc2217` once rig/cli.py wires the option; until then the same helper.
-SIM_HELPER = r"""
-import sys
-from rig.cli import run_sim_transport
-from rig.sim.board import SimBoard
-board = SimBoard("devkit", boot="flash", on_close="keep", seed="cli", name="sim-devkit")
-run_sim_transport(board, "rfc2217")
-"""
-
-
-def _sim_command() -> list[str]:
-    from rig import cli
-
-    sim = cli.main.commands.get("sim")
-    if sim is not None and any(param.name == "transport" for param in sim.params):
-        args = ["--board", "devkit", "--boot", "flash", "--on-close", "keep", "--blank"]
-        return [sys.executable, "-m", "rig.cli", "sim", "--transport", "rfc2217", *args]
-    return [sys.executable, "-c", SIM_HELPER]
+# `rig sim` serving a devkit that runs from blank flash on RFC 2217; its first line is PORT=<url>.
+SIM_COMMAND = [sys.executable, "-m", "rig.cli", "sim", "--transport", "rfc2217"]
+SIM_COMMAND += ["--board", "devkit", "--boot", "flash", "--on-close", "keep", "--blank"]
 
 
 def _esptool_env(root: Path, cfg_text: str = "[esptool]\n") -> dict[str, str]:
@@ -172,6 +157,22 @@ def test_endpoint_passes_baud_and_takes_one_client(make_board):
         assert endpoint.clients == 1
 
 
+def test_endpoint_turns_away_a_client_while_unplugged_and_serves_after_replug(make_board):
+    board = make_board("devkit", boot="flash")
+    with Rfc2217Endpoint(board) as endpoint:
+        board.unplug(gone=None)  # no pty to open
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as early:
+            early.settimeout(5)
+            assert early.recv(100) == b""  # closed at once: nothing behind the endpoint
+        board.replug()
+        client = serial.serial_for_url(endpoint.url, baudrate=115200, timeout=0.1)
+        try:
+            assert _wait(lambda: board.modem_lines == (True, True))  # served, lines carried
+        finally:
+            client.close()
+        assert endpoint.clients == 2
+
+
 # -- stock esptool, all sessions at once -------------------------------------------------------
 class Bench:
     def __init__(self, root: Path) -> None:
@@ -219,7 +220,7 @@ class Bench:
         return _finish(self.spawn([sys.executable, "-c", DEFAULT_RESET_SESSION, url, hex(ADDR)]))
 
     def cli_job(self) -> dict:
-        sim = self.spawn(_sim_command())
+        sim = self.spawn(SIM_COMMAND)
         first = sim.stdout.readline().strip()
         if not first.startswith("PORT="):
             sim.kill()

@@ -38,7 +38,8 @@ from typing import Any
 IMAGE_OFFSET = 0x10000
 IMAGE_SIZE = 0x20000  # 128 KB: short cases, still several 16 KB write blocks and MD5 blocks
 SMALL_IMAGE_SIZE = 0x8000  # slow flash: 8 sectors at 0.45 s each
-# Rough traffic of one case (measured; see tests/soak/README): where a seeded fault can strike.
+# Rough traffic of one case (measured: a case's `traffic`, kept by RIG_SOAK_JSON): where a seeded
+# fault can strike.
 TRAFFIC = {"to_chip": 142_000, "to_host": 135_000, "flash": IMAGE_SIZE}
 
 TRANSIENT = ("noise", "drop", "stall", "unplug", "hang")
