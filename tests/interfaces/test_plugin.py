@@ -41,7 +41,9 @@ def sim(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    # The dev extra installs pytest-embedded, whose plugin would load in every inline run (a
+    # multiprocessing manager each); both plugins together: test_pytest_embedded.py.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
     return station
 
 
