@@ -328,8 +328,7 @@ def test_another_board_is_put_in_the_slot(board, station):
     sim = station.simulated_board(board.id)
     with sim.lock:
         sim.mac = sim.chip.mac = parse_mac("{mac}")
-        sim.chip.efuses = Efuses(sim.mac)
-        sim.chip.registers._fixed.update(sim.chip.efuses.words())
+        sim.chip.efuses = sim.chip.registers.efuses = Efuses(sim.mac)
         sim.flash.load("{flash}")
 """
 OTHER_MAC = "24:0a:c4:99:88:77"
