@@ -26,3 +26,27 @@ reset_chip(esp, "hard-reset")         # esptool's default --after: an RTS pulse
 esp._port.close()
 print("RESULT " + json.dumps({"mac": mac, "read_back_ok": back == data}))
 """
+
+# pytest-embedded's flow (pytest_embedded_serial_esp: EspSerial + its use_esptool wrapper) with
+# stock esptool's default resets: open the port at 115200 and connect (ClassicReset), write at
+# 921600 on the same port with the CLI's default --after hard-reset (an RTS pulse), put the port
+# back to the settings it was opened with (115200), then read the console the board prints.
+# argv: URL ADDR IMAGE
+BOOT_LOG_AFTER_FAST_WRITE = r"""
+import sys, time
+import esptool
+from esptool.targets import ESP32ROM
+url, addr, image = sys.argv[1:4]
+esp = ESP32ROM(url)
+esp.connect("default-reset")
+port = esp._port
+settings = port.get_settings()
+esptool.main(["--baud", "921600", "write-flash", addr, image], esp=esp)
+port.apply_settings(settings)
+console = b""
+deadline = time.monotonic() + 10
+while b"boot: Loaded app" not in console and time.monotonic() < deadline:
+    console += port.read(port.in_waiting or 1)
+port.close()
+print("CONSOLE " + console.decode("latin-1").encode("unicode_escape").decode("ascii"))
+"""

@@ -41,7 +41,9 @@ def sim(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    # The dev extra installs pytest-embedded, whose plugin would load in every inline run (a
+    # multiprocessing manager each); both plugins together: test_pytest_embedded.py.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
     return station
 
 
@@ -326,8 +328,7 @@ def test_another_board_is_put_in_the_slot(board, station):
     sim = station.simulated_board(board.id)
     with sim.lock:
         sim.mac = sim.chip.mac = parse_mac("{mac}")
-        sim.chip.efuses = Efuses(sim.mac)
-        sim.chip.registers._fixed.update(sim.chip.efuses.words())
+        sim.chip.efuses = sim.chip.registers.efuses = Efuses(sim.mac)
         sim.flash.load("{flash}")
 """
 OTHER_MAC = "24:0a:c4:99:88:77"

@@ -25,7 +25,7 @@ import pytest
 import serial
 from esp_pylib.logger import EspLog
 from esp_pylib.serial_reset import classic_bootloader_reset, hard_reset
-from esptool_scripts import DEFAULT_RESET_SESSION
+from esptool_scripts import BOOT_LOG_AFTER_FAST_WRITE, DEFAULT_RESET_SESSION
 
 from rig import config
 from rig.board.station import LiveStation
@@ -34,6 +34,7 @@ from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.flash_contents import vendor_l7x_flash
 from rig.operations.backups import BackupStore
 from rig.operations.serve import AutoResetDecoder, SlotServer
+from rig.operations.serve import server as serve_server
 from rig.sim.parts.efuse import mac_from_seed
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli.serve"]  # `rig serve` (the same click command)
@@ -64,6 +65,7 @@ SLOTS = (  # id, board type, io0 pin, power pin
     ("l7x-2", "l7x", 22, 23),
     ("l7x-3", "l7x", 24, 25),
     ("l7x-4", "l7x", 5, 6),
+    ("l7x-5", "l7x", 16, 26),
     ("quick-1", "l7x-quick", 12, 13),
 )
 SLOT_IDS = tuple(slot[0] for slot in SLOTS)
@@ -240,10 +242,10 @@ class Bench:
         lock = threading.Lock()
         self.servers = {
             slot: SlotServer(self.station, slot, station_lock=lock, log=self.log.append).start()
-            for slot in ("l7x-2", "l7x-3", "l7x-4", "quick-1")
+            for slot in ("l7x-2", "l7x-3", "l7x-4", "l7x-5", "quick-1")
         }
         self.procs: list[subprocess.Popen] = []
-        self.pool = ThreadPoolExecutor(max_workers=4)
+        self.pool = ThreadPoolExecutor(max_workers=5)
         self.jobs: dict[str, Future] = {}
 
     def board(self, slot: str):
@@ -293,6 +295,14 @@ class Bench:
         return _finish(
             self.spawn([sys.executable, "-c", DEFAULT_RESET_SESSION, url, hex(ADDR), *extra])
         )
+
+    def boot_log_job(self) -> tuple[int, str]:
+        """pytest-embedded's flow on l7x-5: a write at 921600, the hard reset, the console."""
+        image = self.root / "boot-log-payload.bin"
+        image.write_bytes(PAYLOAD)
+        url = client_url(self.servers["l7x-5"].url)
+        script = [sys.executable, "-c", BOOT_LOG_AFTER_FAST_WRITE, url, hex(ADDR), str(image)]
+        return _finish(self.spawn(script))
 
     def bogus_job(self) -> tuple[int, str]:
         # DTR and RTS swapped, as after mis-wiring an adapter: EN is pulsed with IO0 high.
@@ -345,6 +355,7 @@ def bench(tmp_path_factory):
         "session": bench.pool.submit(bench.session_job, "l7x-2", "session"),
         "bogus": bench.pool.submit(bench.bogus_job),
         "cut": bench.pool.submit(bench.cut_job),
+        "boot_log": bench.pool.submit(bench.boot_log_job),
     }
     yield bench
     bench.close()
@@ -383,6 +394,64 @@ def test_one_client_per_slot_lock_held_and_strap_window(bench):
         time.sleep(0.02)
     assert not board.contact("power")
     SlotLock(bench.cfg.locks, bench.cfg.name, "quick-1").acquire().release()
+
+
+def _wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_run_sequence_splits_before_the_step_that_starts_the_chip():
+    l7x = config.load_board(config.builtin_configs_dir() / "boards" / "l7x.yaml").sequences
+    prepare, start = serve_server.split_at_start(tuple(l7x["run"]))
+    assert [s.action for s in prepare] == ["open", "release", "wait"]
+    assert [(s.action, s.role) for s in start] == [("press", "power")]
+    devkit = config.load_board(config.builtin_configs_dir() / "boards" / "esp32-devkitc.yaml")
+    prepare, start = serve_server.split_at_start(tuple(devkit.sequences["run"]))
+    assert [(s.action, s.role) for s in start] == [("pulse", "reset")]
+
+
+def test_a_hard_reset_off_the_console_rate_starts_the_board_when_the_client_switches(
+    bench, monkeypatch
+):
+    """A raw pyserial client at 921600 pulses RTS (esptool's hard reset): the run sequence is
+    acknowledged with the button still released, and pressed when the client's SET_BAUDRATE
+    lands (before its acknowledgement); a client that never switches gets its board after
+    BAUD_WINDOW, and one that leaves at once gets it before its relays are released."""
+    server = bench.servers["quick-1"]
+
+    def hard_reset(client: serial.SerialBase) -> None:
+        client.rts = True  # EN low: off
+        client.rts = False  # EN let go with IO0 high: run, acknowledged
+
+    assert _wait_until(lambda: not server.busy)
+    monkeypatch.setattr(serve_server, "BAUD_WINDOW", 600.0)
+    client = serial.serial_for_url(client_url(server.url), baudrate=921600, timeout=0.1)
+    try:
+        client.dtr = False
+        board = bench.board("quick-1")
+        hard_reset(client)
+        assert not board.contact("power")  # prepared (released, 0.5 s off), not started
+        client.baudrate = 115200  # the client's rate change lands: the chip starts
+        assert board.contact("power")
+        client.baudrate = 921600
+        monkeypatch.setattr(serve_server, "BAUD_WINDOW", 0.2)
+        hard_reset(client)
+        assert _wait_until(lambda: board.contact("power"))  # the client never switched
+        monkeypatch.setattr(serve_server, "BAUD_WINDOW", 600.0)
+        hard_reset(client)
+        assert not board.contact("power")
+        before = len(board.events)
+    finally:
+        client.close()  # leaves right after its hard reset
+    assert _wait_until(lambda: not server.busy)
+    after = [what for _, what in board.events[before:] if what.startswith("power ")]
+    assert after[:3] == ["power closed", "power on", "power open"], after  # started, released
+    assert [e for e in server.sessions[-1].events if e == "hard_reset"] == ["hard_reset"] * 3
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -461,6 +530,25 @@ def test_stock_esptool_writes_verifies_reads_a_relay_strapped_l7x(bench):
     session = bench.servers["l7x-2"].sessions[0]
     # esptool's ClassicReset, then its hard reset: off, download ... off, run.
     assert session.events == ["reset_hold", "bootloader", "reset_hold", "hard_reset"]
+
+
+def test_boot_log_reaches_a_client_that_wrote_at_921600(bench):
+    """pytest-embedded writes at 921600 and, after esptool's hard reset, reads the boot log at
+    115200 on the same port: the board must not start before the client's baud change lands,
+    or the ROM's and the bootloader's lines arrive at the wrong rate (garbage)."""
+    code, output = bench.jobs["boot_log"].result(timeout=TIMEOUT)
+    assert code == 0, output
+    assert "Changing baud rate to 921600" in output and "Hard resetting via RTS pin" in output
+    console = output.split("CONSOLE ", 1)[1].splitlines()[0].replace("\\r\\n", "\n")
+    assert "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)" in console, console[:300]
+    assert "I (29) boot: ESP-IDF" in console and "boot: Loaded app from partition" in console
+    assert bench.board("l7x-5").flash.read(ADDR, len(PAYLOAD)) == PAYLOAD
+    assert bench.servers["l7x-5"].sessions[0].events == [
+        "reset_hold",
+        "bootloader",
+        "reset_hold",
+        "hard_reset",
+    ]
 
 
 def test_bogus_custom_reset_sequence_does_not_enter_download_mode(bench):

@@ -122,6 +122,53 @@ def test_chip_auto_detects_esp32_rom_then_running_stub(dut, esptool):
     assert "Detected flash size: 4MB" in out
 
 
+# What `rig sim` does at start-up (it builds a SimBoard, in a process that has not imported
+# esptool), then stock esptool's first stub start, timed by the board's own transmit timestamps:
+# the UART's tap sees every frame as it is handed to the pty.
+FIRST_STUB_START = r"""
+import subprocess, sys, time
+from rig.sim.board import SimBoard
+board = SimBoard("l7x", boot="download", seed="first-stub-start")
+sent = []
+def tap(data, to_chip):
+    if not to_chip:
+        sent.append((time.monotonic(), data))
+    return [data]
+board.uart.tap = tap
+esptool = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", board.port]
+done = subprocess.run([*esptool, "--before", "no-reset", "--after", "no-reset", "read-mac"],
+                      capture_output=True, text=True, timeout=60)
+board.close()
+reply = next(t for t, frame in sent if frame.startswith(b"\xc0\x01\x06"))  # MEM_END's reply
+ohai = next(t for t, frame in sent if frame == b"\xc0OHAI\xc0")
+print(f"RESULT {done.returncode} {ohai - reply:.6f}")
+print(done.stdout, done.stderr)
+"""
+
+
+def test_first_stub_start_of_a_fresh_board_answers_ohai_within_the_hosts_deadline(tmp_path):
+    """A real ESP32 sends the stub's OHAI a few ms after its MEM_END reply; pytest-embedded
+    waits 50 ms for it. The simulator used to read esptool's stub files (importing the esptool
+    package) on the first stub start: OHAI came ~60 ms late on a fresh `rig sim`. Timed on the
+    simulator's side, a loaded machine delays both frames alike; the bound, 20 ms, stays well
+    below the 50 ms deadline (a fresh board answers in well under a millisecond)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESPTOOL_")}
+    (tmp_path / "esptool.cfg").write_text("[esptool]\n")
+    env["ESPTOOL_CFGFILE"] = str(tmp_path / "esptool.cfg")
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST_STUB_START],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0 and "RESULT 0 " in run.stdout, run.stdout + run.stderr
+    late = float(run.stdout.split("RESULT 0 ", 1)[1].split()[0])
+    assert "Stub flasher running" in run.stdout
+    assert 0 <= late < 0.020, f"OHAI {1000 * late:.1f} ms after the MEM_END reply"
+
+
 # -- read-flash ---------------------------------------------------------------------------------
 
 

@@ -54,7 +54,12 @@ class Timers:
 
 @functools.cache
 def known_stubs() -> dict[int, tuple[int, bytes]]:
-    """entry -> (text_start, text) of the ESP32 flasher stubs bundled with esptool."""
+    """entry -> (text_start, text) of the ESP32 flasher stubs bundled with esptool.
+
+    Read once per process, when the first chip is built (:class:`Esp32Chip`): finding the files
+    imports the esptool package, ~60 ms. A real chip sends the stub's OHAI a few ms after its
+    MEM_END reply and pytest-embedded gives up after 50 ms, so this cannot wait for the first
+    stub start."""
     stubs = {}
     base = resources.files("esptool") / "targets" / "stub_flasher"
     for version in ("1", "2"):
@@ -85,6 +90,7 @@ class Esp32Chip:
         self.uart = uart
         self.timers = timers
         self.on_firmware_started = on_firmware_started
+        self.stubs = known_stubs()  # at start-up: the first stub start must not pay for it
         self.efuses = Efuses(mac, security=security)
         self.spi = Spi1(flash)
         self.registers = RegisterBus(
@@ -167,7 +173,7 @@ class Esp32Chip:
 
     def execute_ram(self, entry: int, segments: dict[int, bytes]) -> None:
         """MEM_END with "jump": the flasher stub if the upload is esptool's, else a RAM app."""
-        stub = known_stubs().get(entry)
+        stub = self.stubs.get(entry)
         if stub is not None and segments.get(stub[0]) == stub[1]:
             self.mode = "stub"
             self.loader = StubLoader(self)

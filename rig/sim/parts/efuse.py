@@ -1,4 +1,5 @@
-"""Chip identity: the factory MAC and the eFuse words esptool decodes for an ESP32-D0WD-V3.
+"""Chip identity and eFuses: the factory MAC, the eFuse words esptool decodes for an
+ESP32-D0WD-V3, and the eFuse controller espefuse burns through (:class:`Efuses`).
 
 Values and decoding rules: fact sheet §3.6 (checked against ``esptool/targets/esp32.py``).
 BLOCK0 RDATA3 = 0x0000A200 reads as package ESP32-D0WD, rev bit0 set, 240 MHz rated; RDATA5 bit 20
@@ -77,24 +78,178 @@ class Security:
 UNSECURED = Security()  # as shipped from the factory: no security eFuse burnt
 
 
-@dataclass(frozen=True)
-class Efuses:
-    """EFUSE_BLK0_RDATA0..6 of an ESP32-D0WD-V3 rev v3.0; unencrypted and without secure boot
-    unless ``security`` says otherwise."""
+# -- the eFuse controller (ESP32 TRM, chapter "eFuse Controller"; addresses and command codes
+# as espefuse drives them: espefuse/efuse/esp32/mem_definition.py and fields.py) ------------------
+BLOCK_READ = (0x000, 0x038, 0x058, 0x078)  # EFUSE_BLKn_RDATA0_REG offsets
+BLOCK_WRITE = (0x01C, 0x098, 0x0B8, 0x0D8)  # EFUSE_BLKn_WDATA0_REG offsets
+BLOCK_WORDS = (7, 8, 8, 8)  # BLOCK0 is 7 words; BLOCK1..3 8 words with coding scheme NONE
+EFUSE_CONF = 0x0FC  # operation code: 0x5A5A program, 0x5AA5 read
+EFUSE_CMD = 0x104  # bit 1 program, bit 0 read; the controller clears it when done
+EFUSE_DEC_STATUS = 0x11C  # 3/4 coding errors; coding scheme NONE decodes nothing
+EFUSE_END = 0x120
+CONF_PROGRAM, CONF_READ = 0x5A5A, 0x5AA5
+CMD_READ, CMD_PROGRAM = 0x1, 0x2
 
-    mac: bytes
-    minor_revision: int = 0
-    ck8m_freq: int = 0x36  # RDATA4 bits 0-7; the ROM baud workaround reads it (§5.10)
-    security: Security = UNSECURED
+# BLOCK0 word 0 bits 0..15 are WR_DIS, bits 16..19 RD_DIS. Each bit protects parts of BLOCK0
+# (bit -> {word: mask}) or a whole key block (bit -> block). ESP32 TRM Table "System
+# Parameters"; espefuse's efuse_defs/esp32.yaml lists the same bits field by field (wr_dis and
+# rd_dis columns), which a test checks.
+WRITE_PROTECT = {
+    0: {0: 0x000F0000},  # RD_DIS
+    1: {0: 0x0000FFFF},  # WR_DIS
+    2: {0: 0x0FF00000},  # FLASH_CRYPT_CNT, UART_DOWNLOAD_DIS
+    3: {1: 0xFFFFFFFF, 2: 0x00FFFFFF, 3: 0x0000000B, 5: 0x00C00000},  # MAC, MAC_CRC, chip config
+    4: {4: 0x00001FFF},  # CLK8M_FREQ, ADC_VREF
+    5: {4: 0x0001C000},  # XPD_SDIO_REG/TIEH/FORCE
+    6: {5: 0x000FFFFF},  # SPI_PAD_CONFIG_CLK/Q/D/CS0
+    10: {3: 0x00004000, 5: 0xF0000000, 6: 0x00000403},  # BLK3_PART_RESERVE, FLASH_CRYPT_CONFIG,
+    # CODING_SCHEME, KEY_STATUS
+    12: {6: 0x00000010},  # ABS_DONE_0
+    13: {6: 0x00000020},  # ABS_DONE_1
+    14: {6: 0x00000040},  # JTAG_DISABLE
+    15: {6: 0x00000384},  # CONSOLE_DEBUG_DISABLE, DISABLE_DL_ENCRYPT/DECRYPT/CACHE
+}
+WRITE_PROTECT_BLOCK = {7: 1, 8: 2, 9: 3}
+READ_PROTECT = {3: {3: 0x00004000, 5: 0xF0000000, 6: 0x00000403}}
+READ_PROTECT_BLOCK = {0: 1, 1: 2, 2: 3}
+
+
+def _protected(bits: int, parts: dict[int, dict[int, int]], blocks: dict[int, int]) -> list:
+    """Per block, per word: the mask of bits that ``bits`` (WR_DIS or RD_DIS) protects."""
+    masks = [[0] * n for n in BLOCK_WORDS]
+    for bit, words in parts.items():
+        if bits >> bit & 1:
+            for word, mask in words.items():
+                masks[0][word] |= mask
+    for bit, block in blocks.items():
+        if bits >> bit & 1:
+            masks[block] = [0xFFFFFFFF] * BLOCK_WORDS[block]
+    return masks
+
+
+class Efuses:
+    """The eFuse array of an ESP32-D0WD-V3 rev v3.0 and its controller.
+
+    The array starts as the factory left it: BLOCK0 EFUSE_BLK0_RDATA0..6 of :meth:`factory_words`
+    (unencrypted, no secure boot, unless ``security`` says otherwise), BLOCK1..3 empty. Software
+    sees it through the read registers, which the controller loads from the array at reset and on
+    a read command; it burns through the write registers:
+
+    * program (EFUSE_CONF = 0x5A5A, EFUSE_CMD bit 1): every bit set in a write register is burnt,
+      unless WR_DIS protects it; a burnt bit stays set (OR into the array), nothing is cleared;
+    * read (EFUSE_CONF = 0x5AA5, EFUSE_CMD bit 0): the read registers are loaded from the array;
+      blocks and fields that RD_DIS protects read as 0.
+
+    A command whose operation code is not in EFUSE_CONF does nothing. Both complete at once and
+    EFUSE_CMD reads 0 again (espefuse and ESP-IDF poll it). The write registers keep their value
+    until software clears them or the chip resets (ESP-IDF's esp_efuse_utility_burn_chip clears
+    them itself after a burn); re-programming the same bits changes nothing. Coding scheme NONE
+    (CODING_SCHEME = 0, this chip's): BLOCK1..3 are 256 plain bits and EFUSE_DEC_STATUS is 0; the
+    3/4 scheme a chip burnt to CODING_SCHEME = 1 would decode is not modelled.
+    """
+
+    def __init__(
+        self,
+        mac: bytes,
+        *,
+        minor_revision: int = 0,
+        ck8m_freq: int = 0x36,
+        security: Security = UNSECURED,
+    ) -> None:
+        self.mac = mac
+        factory = self.factory_words(mac, minor_revision, ck8m_freq, security)
+        self.burnt = [factory] + [[0] * n for n in BLOCK_WORDS[1:]]  # the array itself
+        self.reset()
+
+    @staticmethod
+    def factory_words(
+        mac: bytes, minor_revision: int, ck8m_freq: int, security: Security
+    ) -> list[int]:
+        """BLOCK0 as shipped (fact sheet §3.6): MAC and its CRC, package D0WD, rev v3.x, CK8M."""
+        return [
+            security.rdata0(),  # FLASH_CRYPT_CNT, nothing read- or write-protected
+            int.from_bytes(mac[2:6], "big"),
+            (mac_crc8(mac) << 16) | (mac[0] << 8) | mac[1],
+            0x0000A200,
+            0x00000A00 | ck8m_freq,  # ADC Vref in eFuse, CK8M freq
+            0x00100000 | ((minor_revision & 3) << 24),
+            security.rdata6(),  # coding scheme None, ABS_DONE_0/1
+        ]
+
+    def reset(self) -> None:
+        """Chip reset: the controller senses the array; its registers return to 0."""
+        self.wdata = [[0] * n for n in BLOCK_WORDS]
+        self._registers: dict[int, int] = {}  # EFUSE_CONF, clock settings, interrupts
+        self._sense()
+
+    # -- registers ------------------------------------------------------------------------------
+    @staticmethod
+    def owns(address: int) -> bool:
+        return EFUSE_BASE <= address < EFUSE_BASE + EFUSE_END
+
+    def read(self, address: int) -> int:
+        offset = address - EFUSE_BASE
+        for rows, base in ((self.rdata, BLOCK_READ), (self.wdata, BLOCK_WRITE)):
+            found = _word_at(offset, base)
+            if found is not None:
+                return rows[found[0]][found[1]]
+        return self._registers.get(offset, 0)  # EFUSE_CMD: 0, the command is done
+
+    def write(self, address: int, value: int) -> None:
+        offset = address - EFUSE_BASE
+        found = _word_at(offset, BLOCK_WRITE)
+        if found is not None:
+            self.wdata[found[0]][found[1]] = value
+        elif offset == EFUSE_CMD:
+            self._command(value)
+        elif _word_at(offset, BLOCK_READ) is None and offset != EFUSE_DEC_STATUS:
+            self._registers[offset] = value  # read registers and the decoder status: read-only
 
     def words(self) -> dict[int, int]:
-        m = self.mac
-        return {
-            EFUSE_BASE + 0x00: self.security.rdata0(),  # FLASH_CRYPT_CNT, nothing read-protected
-            EFUSE_BASE + 0x04: int.from_bytes(m[2:6], "big"),
-            EFUSE_BASE + 0x08: (mac_crc8(m) << 16) | (m[0] << 8) | m[1],
-            EFUSE_BASE + 0x0C: 0x0000A200,
-            EFUSE_BASE + 0x10: 0x00000A00 | self.ck8m_freq,  # ADC Vref in eFuse, CK8M freq
-            EFUSE_BASE + 0x14: 0x00100000 | ((self.minor_revision & 3) << 24),
-            EFUSE_BASE + 0x18: self.security.rdata6(),  # coding scheme None, ABS_DONE_0/1
-        }
+        """EFUSE_BLK0_RDATA0..6 by address, as software reads them now."""
+        return {EFUSE_BASE + 4 * i: word for i, word in enumerate(self.rdata[0])}
+
+    # -- what the chip's fuses say --------------------------------------------------------------
+    @property
+    def security(self) -> Security:
+        """The flash-encryption and secure-boot eFuses as the chip reads them now."""
+        rdata0, rdata6 = self.rdata[0][0], self.rdata[0][6]
+        return Security(
+            flash_crypt_cnt=(rdata0 >> FLASH_CRYPT_CNT_SHIFT) & FLASH_CRYPT_CNT_BITS,
+            abs_done_0=bool(rdata6 & ABS_DONE_0),
+            abs_done_1=bool(rdata6 & ABS_DONE_1),
+        )
+
+    @property
+    def ck8m_freq(self) -> int:
+        """CLK8M_FREQ, EFUSE_BLK0_RDATA4 bits 0-7 (the ROM's baud workaround reads it, §5.10)."""
+        return self.rdata[0][4] & 0xFF
+
+    # -- the controller -------------------------------------------------------------------------
+    def _command(self, cmd: int) -> None:
+        conf = self._registers.get(EFUSE_CONF, 0)
+        if cmd & CMD_PROGRAM and conf == CONF_PROGRAM:
+            self._program()
+        if cmd & CMD_READ and conf == CONF_READ:
+            self._sense()
+
+    def _program(self) -> None:
+        locked = _protected(self.rdata[0][0] & 0xFFFF, WRITE_PROTECT, WRITE_PROTECT_BLOCK)
+        for block, words in enumerate(self.wdata):
+            for i, word in enumerate(words):
+                self.burnt[block][i] |= word & ~locked[block][i] & 0xFFFFFFFF
+
+    def _sense(self) -> None:
+        hidden = _protected(self.burnt[0][0] >> 16 & 0xF, READ_PROTECT, READ_PROTECT_BLOCK)
+        self.rdata = [
+            [word & ~mask & 0xFFFFFFFF for word, mask in zip(words, masks, strict=True)]
+            for words, masks in zip(self.burnt, hidden, strict=True)
+        ]
+
+
+def _word_at(offset: int, bases: tuple[int, ...]) -> tuple[int, int] | None:
+    """(block, word) of the register at ``offset`` in one of the register banks ``bases``."""
+    for block, base in enumerate(bases):
+        if base <= offset < base + 4 * BLOCK_WORDS[block]:
+            return block, (offset - base) // 4
+    return None

@@ -1,9 +1,10 @@
 """The ESP32 address space as READ_REG / WRITE_REG see it (fact sheet §3.5, §3.6).
 
 A sparse 32-bit memory (anything written can be read back, as esptool's own tests expect of RTC
-RAM) overlaid with the registers esptool reads to identify the chip: the ROM magic word, eFuse
-BLOCK0, the APB date register, UART0's clock divider (crystal detection), the RTC calibration
-register (ROM baud workaround), the strapping register, and the SPI1 peripheral.
+RAM) overlaid with the registers esptool reads to identify the chip: the ROM magic word, the
+eFuse controller (its read registers identify the chip; espefuse burns through it), the APB date
+register, UART0's clock divider (crystal detection), the RTC calibration register (ROM baud
+workaround), the strapping register, and the SPI1 peripheral.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ class RegisterBus:
         strap: Callable[[], int],
     ) -> None:
         self.spi = spi
+        self.efuses = efuses
         self._fixed = {
             ROM_MAGIC_ADDR: ESP32_MAGIC,
             APB_CTL_DATE: APB_CTL_DATE_VALUE,
             RTCCALICFG1: RTC_CALI_VALUE << 7,
-            **efuses.words(),
         }
         self._live = {UART0_CLKDIV: uart_clkdiv, GPIO_STRAP: strap}
         self._ram: dict[int, int] = {RTC_CNTL_SDIO_CONF: 0}
@@ -49,6 +50,7 @@ class RegisterBus:
         """A chip reset clears RAM and peripheral state; eFuses and ROM stay."""
         self._ram = {RTC_CNTL_SDIO_CONF: 0}
         self.spi.reset()
+        self.efuses.reset()
 
     def read(self, address: int) -> int:
         address &= 0xFFFFFFFC
@@ -56,6 +58,8 @@ class RegisterBus:
             return self._fixed[address]
         if address in self._live:
             return self._live[address]() & 0xFFFFFFFF
+        if self.efuses.owns(address):
+            return self.efuses.read(address)
         if self.spi.owns(address):
             return self.spi.read(address)
         return self._ram.get(address, 0)
@@ -63,9 +67,11 @@ class RegisterBus:
     def write(self, address: int, value: int, mask: int = 0xFFFFFFFF) -> None:
         address &= 0xFFFFFFFC
         if address in self._fixed or address in self._live:
-            return  # read-only: eFuse shadows, ROM, status registers
+            return  # read-only: ROM, status registers
         new = (value & mask) | (self.read(address) & ~mask & 0xFFFFFFFF)
-        if self.spi.owns(address):
+        if self.efuses.owns(address):
+            self.efuses.write(address, new)
+        elif self.spi.owns(address):
             self.spi.write(address, new)
         else:
             self._ram[address] = new
