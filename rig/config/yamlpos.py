@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from rig.errors import BadInput
+
 __all__ = ["Document", "DataPath", "YamlError", "format_path", "load_yaml"]
 
 DataPath = tuple[Any, ...]  # a data path: mapping keys and sequence indices
@@ -32,7 +34,7 @@ DataPath = tuple[Any, ...]  # a data path: mapping keys and sequence indices
 _TAG = "tag:yaml.org,2002:"
 
 
-class YamlError(Exception):
+class YamlError(BadInput):
     """A YAML problem at a 1-based ``line``/``col``; ``where`` is the data path (may be empty)."""
 
     def __init__(self, line: int, col: int, message: str, where: DataPath = ()) -> None:

@@ -27,6 +27,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rig.errors import BadInput
 from rig.esp32 import IMAGE_CHIP_ID, IMAGE_MAGIC
 
 __all__ = [
@@ -71,7 +72,7 @@ FLASH_SIZES = {
 FLASH_FREQS = {"40m": 0x0, "26m": 0x1, "20m": 0x2, "80m": 0xF}
 
 
-class ImageError(ValueError):
+class ImageError(BadInput):
     """Data that is not a loadable ESP32 image.
 
     ``kind`` lets callers that mimic firmware (the simulated ROM / bootloader) pick the message the

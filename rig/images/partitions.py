@@ -21,6 +21,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rig.errors import BadInput
+
 __all__ = [
     "APP_SUBTYPES",
     "DATA_SUBTYPES",
@@ -61,7 +63,7 @@ DATA_SUBTYPES = {
 _SUBTYPES = {TYPES["app"]: APP_SUBTYPES, TYPES["data"]: DATA_SUBTYPES}
 
 
-class PartitionTableError(ValueError):
+class PartitionTableError(BadInput):
     """A table that fails verification. ``kind``: "magic", "md5", "end" (no end marker),
     "overlap", or "layout" (left to callers that know the chip size); ``index`` is the
     offending entry, ``value`` the bad magic (kind "magic")."""

@@ -34,7 +34,7 @@ from rig.hardware.locks import SlotBusy, SlotLock
 from rig.images.flash_contents import vendor_l7x_flash
 from rig.operations.backups import BackupStore
 from rig.operations.serve import AutoResetDecoder, SlotServer
-from rig.operations.serve import server as serve_server
+from rig.operations.serve import session as serve_session
 from rig.sim.parts.efuse import mac_from_seed
 
 RIG_SERVE = [sys.executable, "-m", "rig.cli.serve"]  # `rig serve` (the same click command)
@@ -407,11 +407,11 @@ def _wait_until(predicate, timeout: float = 5.0) -> bool:
 
 def test_run_sequence_splits_before_the_step_that_starts_the_chip():
     l7x = config.load_board(config.builtin_configs_dir() / "boards" / "l7x.yaml").sequences
-    prepare, start = serve_server.split_at_start(tuple(l7x["run"]))
+    prepare, start = serve_session.split_at_start(tuple(l7x["run"]))
     assert [s.action for s in prepare] == ["open", "release", "wait"]
     assert [(s.action, s.role) for s in start] == [("press", "power")]
     devkit = config.load_board(config.builtin_configs_dir() / "boards" / "esp32-devkitc.yaml")
-    prepare, start = serve_server.split_at_start(tuple(devkit.sequences["run"]))
+    prepare, start = serve_session.split_at_start(tuple(devkit.sequences["run"]))
     assert [(s.action, s.role) for s in start] == [("pulse", "reset")]
 
 
@@ -429,7 +429,7 @@ def test_a_hard_reset_off_the_console_rate_starts_the_board_when_the_client_swit
         client.rts = False  # EN let go with IO0 high: run, acknowledged
 
     assert _wait_until(lambda: not server.busy)
-    monkeypatch.setattr(serve_server, "BAUD_WINDOW", 600.0)
+    monkeypatch.setattr(serve_session, "BAUD_WINDOW", 600.0)
     client = serial.serial_for_url(client_url(server.url), baudrate=921600, timeout=0.1)
     try:
         client.dtr = False
@@ -439,10 +439,10 @@ def test_a_hard_reset_off_the_console_rate_starts_the_board_when_the_client_swit
         client.baudrate = 115200  # the client's rate change lands: the chip starts
         assert board.contact("power")
         client.baudrate = 921600
-        monkeypatch.setattr(serve_server, "BAUD_WINDOW", 0.2)
+        monkeypatch.setattr(serve_session, "BAUD_WINDOW", 0.2)
         hard_reset(client)
         assert _wait_until(lambda: board.contact("power"))  # the client never switched
-        monkeypatch.setattr(serve_server, "BAUD_WINDOW", 600.0)
+        monkeypatch.setattr(serve_session, "BAUD_WINDOW", 600.0)
         hard_reset(client)
         assert not board.contact("power")
         before = len(board.events)
