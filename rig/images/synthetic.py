@@ -197,7 +197,8 @@ def app_image(
     idf_ver: str,
     date: str,
     time: str,
-    console_lines: tuple[str, ...] | list[str] = (),
+    console_lines: tuple[str, ...] | list[str] | None = (),
+    reset_reason: int | None = None,
     size_hint: int = 300_000,
     entry: int = APP_ENTRY,
     flash_mode: str = "dio",
@@ -210,6 +211,11 @@ def app_image(
     console script + rodata) at 0x3F400020, DRAM at 0x3FFB0000, a first IRAM chunk at 0x40080000
     sized so that the IROM segment's data lands at a file offset == 0x20 (mod 64 KB) as the
     flash MMU requires, IROM at 0x400D0020, then the rest of IRAM.
+
+    ``console_lines`` is what the simulated board prints once the app runs, and
+    ``reset_reason`` how it then resets (a crash loop; :mod:`rig.images.console`); ``None``
+    lines: no console script at all, like a real firmware (the simulator then has nothing to
+    print for it unless its table of known firmware behaviours knows the image).
     """
     seed = f"{project_name}/{version}/{idf_ver}"
     desc = AppDescriptor(
@@ -220,13 +226,15 @@ def app_image(
         time=time,
         app_elf_sha256=hashlib.sha256(f"elf/{seed}".encode()).digest(),
     )
-    head = desc.pack() + console_block(tuple(console_lines))
+    head = desc.pack()
+    if console_lines is not None:
+        head += console_block(tuple(console_lines), reset_reason=reset_reason)
     head += _strings(
         "E (%u) %s: %s",
         "I (%u) %s: %s",
         f"{project_name} {version}",
         f"ESP-IDF {idf_ver}",
-        *console_lines,
+        *(console_lines or ()),
     )
     drom_len = max(_align4(size_hint // 5), _align4(len(head)) + 0x400)
     dram_len = _align4(max(size_hint // 50, 0x800))

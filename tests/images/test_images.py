@@ -449,3 +449,45 @@ def test_esptool_sees_our_corruption(tmp_path):
     assert not mine.checksum_ok and mine.sha256_ok is False
     assert f"invalid - calculated {mine.calculated_checksum:#04x}" in out.stdout
     assert re.search(r"Validation hash: [0-9a-f]{64} \(invalid\)", out.stdout)
+
+
+# -- otadata and image kinds -----------------------------------------------------------------------
+def test_otadata_selection_follows_the_bootloader():
+    from rig.images.otadata import boot_partition, otadata_selecting, selected_seq
+
+    table = list(DEFAULT_PARTITIONS)
+    app0, app1 = table[2], table[3]
+    erased = b"\xff" * 0x2000
+    assert selected_seq(erased) is None
+    assert boot_partition(table, lambda o, n: erased[:n]) == app0  # no factory: ota_0
+    to_app1 = otadata_selecting(table, app1)
+    assert selected_seq(to_app1) == 2  # (2 - 1) % 2 == 1
+    assert boot_partition(table, lambda o, n: to_app1[:n]) == app1
+    assert otadata_selecting(table, app0) == erased  # erasing is enough for ota_0
+    # The same bytes the simulator's bootloader follows (tests/sim/test_sim_boot.py).
+    seq = struct.pack("<I", 2)
+    assert to_app1[:32] == seq + b"\xff" * 24 + struct.pack("<I", zlib.crc32(seq, 0xFFFFFFFF))
+    factory = PartitionEntry.of("factory", "app", "factory", 0x10000, 0x100000)
+    with_factory = [table[0], table[1], factory, app1]
+    assert boot_partition(with_factory, lambda o, n: erased[:n]) == factory
+
+
+def test_image_kinds_and_problems():
+    from rig.images.flash_contents import merged_firmware
+    from rig.images.info import APP, BOOTLOADER, DATA, MERGED, PARTITION_TABLE, image_info
+
+    assert image_info(custom_grbl_app()).kind == APP
+    assert image_info(custom_grbl_app()).app.project_name == CUSTOM_GRBL.project_name
+    assert image_info(bootloader_image()).kind == BOOTLOADER
+    assert image_info(merged_firmware(CUSTOM_GRBL)).kind == MERGED
+    table = image_info(build_table(DEFAULT_PARTITIONS))
+    assert table.kind == PARTITION_TABLE and table.table[2].label == "app0"
+    assert image_info(b"\xff" * 0x2000).kind == DATA
+    assert all(image_info(x).ok for x in (custom_grbl_app(), bootloader_image()))
+    other_chip = bytearray(custom_grbl_app())
+    other_chip[12] = 5  # chip id of the ESP32-C3
+    [problem] = image_info(bytes(other_chip)).problems[:1]
+    assert "chip id 5, not ESP32" in problem
+    bad_digest = bytearray(custom_grbl_app())
+    bad_digest[-1] ^= 1
+    assert "SHA-256 digest does not match" in " ".join(image_info(bytes(bad_digest)).problems)

@@ -19,16 +19,19 @@ Texts follow ESP-IDF's bootloader/startup logs:
 v3.x style for IDF 3 (``paddr=0x%08x``), v4.x style otherwise (``paddr=%08x ... size=%05xh``);
 tags are ``cpu_start`` as in IDF 3.3 - 4.4. Log timestamps are the script's own clock (cumulative
 delays in ms), so they stay consistent with what a reader sees. The firmware's own output is the
-console script carried in the image (see :mod:`rig.images.console`).
+console script carried in a synthetic image (see :mod:`rig.images.console`); a real app prints
+what the table of known firmware behaviours (:mod:`.firmware`) says, and an unknown one nothing
+but the simulator's note that it does not execute firmware.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 
 from rig.images.app_desc import AppDescriptor, find_app_descriptor
-from rig.images.console import console_script
+from rig.images.console import SIMULATED_APP_NOTE, read_console
 from rig.images.esp_image import EspImage, ImageError, parse_image
 from rig.images.partitions import (
     APP_SUBTYPES,
@@ -41,6 +44,7 @@ from rig.images.partitions import (
     parse_table,
 )
 
+from .firmware import KNOWN_FIRMWARE
 from .script import BootScript, ConsoleLog, Reader
 
 __all__ = ["IMAGE_CHIP_ID", "PARTITION_TABLE_OFFSET", "run_bootloader"]
@@ -212,7 +216,7 @@ def run_bootloader(log: ConsoleLog, read: Reader, boot: EspImage) -> BootScript:
             continue
         loaded = _load_app(log, read, part, v3)
         if loaded is not None:
-            return _app_start(log, part, *loaded, boot_idf=idf_ver)
+            return _app_start(log, read, part, *loaded, boot_idf=idf_ver)
         if index == FACTORY_INDEX:
             log.idf("E", "boot", "Factory app partition is not bootable", BOOT_LINE)
         else:
@@ -221,7 +225,7 @@ def run_bootloader(log: ConsoleLog, read: Reader, boot: EspImage) -> BootScript:
         loaded = _load_app(log, read, test, v3)
         if loaded is not None:
             log.idf("W", "boot", "Falling back to test app as only bootable partition", 0.0)
-            return _app_start(log, test, *loaded, boot_idf=idf_ver)
+            return _app_start(log, read, test, *loaded, boot_idf=idf_ver)
     log.idf("E", "boot", "No bootable app partitions in the partition table", BOOT_LINE)
     return log.done("sw_reset")
 
@@ -276,12 +280,38 @@ def _load_app(
 
 
 def _app_start(
-    log: ConsoleLog, part: PartitionEntry, image: EspImage, pending: float, *, boot_idf: str
+    log: ConsoleLog,
+    read: Reader,
+    part: PartitionEntry,
+    image: EspImage,
+    pending: float,
+    *,
+    boot_idf: str,
 ) -> BootScript:
-    """The bootloader's last words, then the app's startup log and its console script."""
+    """The bootloader's last words, then what the app prints: a synthetic app's startup log and
+    console script, a known real app's behaviour, or the simulator's note."""
     log.idf("I", "boot", f"Loaded app from partition at offset {part.offset:#x}", pending)
     log.idf("I", "boot", "Disabling RNG early entropy source...", 0.0)
+    script = read_console(image)
+    if script is not None:
+        _startup_log(log, image, boot_idf)
+        for n, line in enumerate(script.lines):
+            log.raw(CONSOLE_FIRST if n == 0 else CONSOLE_LINE, line)
+        if script.reset_reason is not None:
+            return log.done("reset", script.reset_reason)
+        return log.done("run")
+    sha256 = hashlib.sha256(read(part.offset, image.length)).hexdigest()
+    known = KNOWN_FIRMWARE.get(sha256)
+    if known is None:
+        log.raw(CONSOLE_FIRST, SIMULATED_APP_NOTE.format(offset=part.offset, sha256=sha256))
+        return log.done("run")
+    for delay, line in known.boot:
+        log.raw(delay, line)
+    return log.done("run", answers=known.answers)
 
+
+def _startup_log(log: ConsoleLog, image: EspImage, boot_idf: str) -> None:
+    """ESP-IDF's app startup log (``cpu_start``, ``heap_init``), v3 or v4 style."""
     desc: AppDescriptor | None = find_app_descriptor(image)
     v3 = _major(desc.idf_ver if desc else boot_idf) < 4
     app_cpu_entry = image.entry + 0x5D4  # call_start_cpu1 sits next to call_start_cpu0
@@ -330,7 +360,3 @@ def _app_start(
         log.idf("I", "spi_flash", f"flash io: {image.flash_mode}", APP_LINE)
     info("Starting scheduler on PRO CPU.")
     info("Starting scheduler on APP CPU.", stamp=0)
-
-    for n, line in enumerate(console_script(image) or []):
-        log.raw(CONSOLE_FIRST if n == 0 else CONSOLE_LINE, line)
-    return log.done("run")

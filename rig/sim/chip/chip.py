@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 
 from ..loader import slip
@@ -32,6 +33,7 @@ ROM_BAUD = 115200
 POWERON_RESET, SW_RESET = 0x1, 0x3
 # Internal SRAM ranges the ROM accepts for MEM_BEGIN (ESP32 TRM §3.3.2, esptool MEMORY_MAP).
 RAM_RANGES = ((0x3FFAE000, 0x40000000), (0x40070000, 0x400C2000), (0x50000000, 0x50002000))
+ANSWER_DELAY = 0.002  # seconds before a running firmware's answer starts
 
 
 class Uart:
@@ -104,6 +106,9 @@ class Esp32Chip:
         self.epoch = 0  # bumped at every reset/power event; stale timers check it
         self.console: collections.deque[str] = collections.deque(maxlen=4096)  # recent lines
         self._decoder = slip.SlipDecoder()
+        # What the running firmware answers (a known firmware behaviour), and its input line.
+        self.answers: Mapping[str, tuple[str, ...]] = {}
+        self._line = ""
         self.resets = 0
         # Called at every power-on / EN reset, before the ROM boots (fault injection: garbage
         # on the console before the banner).
@@ -143,6 +148,7 @@ class Esp32Chip:
         self.epoch += 1
         self.mode = mode
         self.loader = None
+        self.answers, self._line = {}, ""
         self._decoder.reset()
         self.registers.reset()
         self.apb_hz = 40_000_000
@@ -169,7 +175,7 @@ class Esp32Chip:
             if text.startswith("rst:"):
                 lines = lines[i + 1 :]  # the ROM banner belongs to a reset, not to a jump
                 break
-        self._play(boot.BootScript(lines=tuple(lines), then=script.then))
+        self._play(dataclasses.replace(script, lines=tuple(lines)))
 
     def execute_ram(self, entry: int, segments: dict[int, bytes]) -> None:
         """MEM_END with "jump": the flasher stub if the upload is esptool's, else a RAM app."""
@@ -202,19 +208,25 @@ class Esp32Chip:
     def _after_script(self, epoch: int, script: boot.BootScript) -> None:
         if epoch != self.epoch:
             return
-        if script.then == "run" and self.on_firmware_started is not None:
-            self.on_firmware_started()
-        elif script.then in ("rtcwdt_reset", "sw_reset"):
-            # The RTC watchdog (ROM invalid-header loop) or the IDF bootloader giving up resets
-            # the chip; strapping stays latched, so SPI boot starts over.
+        if script.then == "run":
+            self.answers = script.answers
+            if self.on_firmware_started is not None:
+                self.on_firmware_started()
+        elif script.next_reset_reason is not None:
+            # The RTC watchdog (ROM invalid-header loop), the IDF bootloader giving up or a
+            # crashing firmware resets the chip; strapping stays latched, so SPI boot starts
+            # over.
             self.epoch += 1
             self.registers.reset()
             self._play(boot.spi_boot(self.flash.read, script.next_reset_reason))
 
     # -- UART ---------------------------------------------------------------------------------
     def receive(self, data: bytes) -> None:
-        """Bytes from the host. Only a loader listens; firmware and a held chip ignore them."""
+        """Bytes from the host. A loader listens; a running firmware answers what its known
+        behaviour says it answers (:mod:`.firmware`); anything else ignores them."""
         if self.loader is None:
+            if self.mode == "firmware" and self.answers:
+                self._firmware_input(data)
             return
         for packet in self._decoder.feed(data):
             loader = self.loader  # a packet may change personality (stub start, reset)
@@ -227,6 +239,24 @@ class Esp32Chip:
             req = Request.parse(packet)
             if req is not None:
                 loader.handle(req)
+
+    def _firmware_input(self, data: bytes) -> None:
+        """A one-byte key (GRBL's realtime commands: 0x18 soft reset, ``?`` status) is answered
+        at once; other input is collected into a line and answered at its end."""
+        for char in data.decode("latin-1"):
+            if char in self.answers:
+                self._say(self.answers[char])
+            elif char in "\r\n":
+                line, self._line = self._line, ""
+                if line in self.answers:
+                    self._say(self.answers[line])
+            else:
+                self._line += char
+
+    def _say(self, lines: tuple[str, ...]) -> None:
+        epoch = self.epoch
+        for text in lines:
+            self.timers.call_later(ANSWER_DELAY, functools.partial(self._print, epoch, text))
 
     def send_frame(self, payload: bytes) -> None:
         self.uart.send(slip.encode(payload))

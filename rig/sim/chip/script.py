@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 __all__ = ["NEXT_RESET_REASON", "BootScript", "ConsoleLog", "Reader"]
 
@@ -18,14 +18,22 @@ NEXT_RESET_REASON = {"rtcwdt_reset": 0x10, "sw_reset": 0x3}
 
 @dataclass(frozen=True)
 class BootScript:
-    """Console lines with the delay (s) *before* each, and what the chip does afterwards."""
+    """Console lines with the delay (s) *before* each, and what the chip does afterwards:
+    ``then`` is "wait", "run", "rtcwdt_reset", "sw_reset", or "reset" (a firmware that resets
+    the chip with ``reset_reason``: a panic's ``esp_restart()``, a watchdog). A running
+    firmware's ``answers`` map what the host sends (one byte, or a line without its end) to
+    the lines it prints back."""
 
     lines: tuple[tuple[float, str], ...]
-    then: str  # "wait" | "run" | "rtcwdt_reset" | "sw_reset"
+    then: str
+    reset_reason: int | None = None
+    answers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def next_reset_reason(self) -> int | None:
         """Reset reason for the automatic reboot that follows, if any."""
+        if self.then == "reset":
+            return self.reset_reason
         return NEXT_RESET_REASON.get(self.then)
 
     @property
@@ -56,5 +64,10 @@ class ConsoleLog:
         ms = round((self.t + delay) * 1000) if stamp is None else stamp
         self.raw(delay, f"{level} ({ms}) {tag}: {msg}")
 
-    def done(self, then: str) -> BootScript:
-        return BootScript(tuple(self.lines), then)
+    def done(
+        self,
+        then: str,
+        reset_reason: int | None = None,
+        answers: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> BootScript:
+        return BootScript(tuple(self.lines), then, reset_reason, dict(answers or {}))
