@@ -15,6 +15,9 @@ import re
 
 __all__ = [
     "APP_OFFSET",
+    "APP_SUBTYPES",
+    "DATA_SUBTYPES",
+    "PARTITION_TYPES",
     "BLOCK",
     "BOOTLOADER_OFFSET",
     "DOWNLOAD_BANNER",
@@ -47,6 +50,24 @@ IMAGE_CHIP_ID = 0  # esp_image_header_t.chip_id of the original ESP32 (ESP32ROM.
 BOOTLOADER_OFFSET = 0x1000
 PARTITION_TABLE_OFFSET = 0x8000
 APP_OFFSET = 0x10000
+
+# Partition types and subtypes by their gen_esp32part.py names (the CSV's and the binary table's;
+# bootloader and partition_table are the types ESP-IDF 5.3 gave the first two regions).
+PARTITION_TYPES = {"app": 0x00, "data": 0x01, "bootloader": 0x02, "partition_table": 0x03}
+APP_SUBTYPES = {"factory": 0x00, **{f"ota_{n}": 0x10 + n for n in range(16)}, "test": 0x20}
+DATA_SUBTYPES = {
+    "ota": 0x00,
+    "phy": 0x01,
+    "nvs": 0x02,
+    "coredump": 0x03,
+    "nvs_keys": 0x04,
+    "efuse": 0x05,
+    "undefined": 0x06,
+    "esphttpd": 0x80,
+    "fat": 0x81,
+    "spiffs": 0x82,
+    "littlefs": 0x83,
+}
 
 # A ROM SYNC request (esptool ESPLoader.sync: 07 07 12 20 + 32 x 55), SLIP-framed; the reply to
 # it starts with direction 1, opcode 8.

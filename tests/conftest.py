@@ -91,8 +91,8 @@ def sim_station_config(tmp_path):
 
 @pytest.fixture
 def sim_station_file(tmp_path):
-    """The shipped simulated station as a file whose locks and backups live under tmp_path (for
-    commands run as subprocesses; parallel tests must not share locks or backups)."""
+    """The shipped simulated station as a file whose locks, backups and user firmware directory
+    live under tmp_path (for commands run as subprocesses; parallel tests must not share them)."""
     from rig.config import builtin_configs_dir
 
     station = tmp_path / "stations" / "sim.yaml"
@@ -100,7 +100,9 @@ def sim_station_file(tmp_path):
     text = (builtin_configs_dir() / "stations" / "sim.yaml").read_text()
     text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(tmp_path / "locks"))
     text = text.replace("~/.local/share/rig/sim-backups", str(tmp_path / "backups"))
-    assert str(tmp_path) in text, "the shipped sim station's paths changed: update this fixture"
+    firmware = f"[{builtin_configs_dir() / 'firmware'}, {tmp_path / 'sim-firmware'}]"
+    text = text.replace("[../firmware, ~/.local/share/rig/sim-firmware]", firmware)
+    assert text.count(str(tmp_path)) == 3, "the shipped sim station's paths changed: update this"
     station.write_text(text)
     return station
 

@@ -6,10 +6,13 @@ The config layer imports no other layer of the rig (only its leaf modules, ``rig
 * A **board type** (``configs/boards/<name>.yaml``) says what a kind of board is: chip, flash size,
   serial facts, the relay roles it needs, its boot sequences as data, a firmware catalog and its
   known flash layout -> :class:`BoardType` (:mod:`.board`, :mod:`.sequences`).
-* A **station** (``configs/stations/<name>.yaml``) is one physical rig: pin backend, backups and
-  lock directories, and slots (board type, serial port, relay channel per role) -> :class:`Station`
-  (:mod:`.station`); a simulated slot's options and injected faults: :mod:`.simulated`,
-  :mod:`.faults`.
+* A **station** (``configs/stations/<name>.yaml``) is one physical rig: pin backend, backups,
+  firmware and lock directories, and slots (board type, serial port, relay channel per role) ->
+  :class:`Station` (:mod:`.station`); a simulated slot's options and injected faults:
+  :mod:`.simulated`, :mod:`.faults`.
+* A station's **firmware catalogs** (``<firmware dir>/catalog.yaml``) list what it can flash:
+  entries of parts (file, offset, sha256) per board type -> :class:`CatalogFirmware`
+  (:mod:`.catalog`); each board type the station uses carries its entries.
 
 Files are read by :mod:`.loading` and every problem becomes a :class:`ConfigError` that reads
 ``file:line:col: where: message``, e.g. ``configs/stations/pi.yaml:14:7: slots[1].relays.io0.pin:
@@ -20,7 +23,8 @@ Paths in files (firmware files, backups, locks, simulated flash images) expand `
 ``${VAR}`` and ``${VAR:-default}`` and are resolved against the directory of the file.
 """
 
-from .board import BoardType, CatalogFirmware, FlashRegion, FlashSpec, Rfc2217Mapping, SerialFacts
+from .board import BoardType, FlashRegion, FlashSpec, Rfc2217Mapping, SerialFacts
+from .catalog import CATALOG_FILE, Catalog, CatalogFirmware, FirmwarePart, sha256_of
 from .checking import check_files, json_schema
 from .errors import ConfigError
 from .faults import FAULT_KINDS, Fault, FaultSpec, parse_fault
@@ -31,6 +35,8 @@ from .loading import (
     default_station,
     load_board,
     load_boards,
+    load_catalog,
+    load_catalogs,
     load_station,
     station_from_env,
 )
@@ -41,16 +47,19 @@ from .types import ROLES
 
 __all__ = [
     "ACTIONS",
+    "CATALOG_FILE",
     "FAULT_KINDS",
     "MAX_WAIT",
     "ROLES",
     "SIM_VARIANTS",
     "STATION_ENV",
     "BoardType",
+    "Catalog",
     "CatalogFirmware",
     "ConfigError",
     "Fault",
     "FaultSpec",
+    "FirmwarePart",
     "FlashRegion",
     "FlashSpec",
     "PinsConfig",
@@ -71,7 +80,10 @@ __all__ = [
     "json_schema",
     "load_board",
     "load_boards",
+    "load_catalog",
+    "load_catalogs",
     "load_station",
     "parse_fault",
+    "sha256_of",
     "station_from_env",
 ]

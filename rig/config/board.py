@@ -1,24 +1,26 @@
 """Board types (``configs/boards/<name>.yaml``): what a kind of board is.
 
-Chip, flash size, serial facts, the relay roles it needs, its boot sequences as data, how
-``rig serve`` maps a client's DTR/RTS to them, a firmware catalog (files checked against their
-sha256) and its known flash layout -> :class:`BoardType`, cross-checked as a whole.
+Chip, flash size and mode, serial facts, the relay roles it needs, its boot sequences as data,
+how ``rig serve`` maps a client's DTR/RTS to them, boot check timing and its known flash layout
+(partitions with their types, as in a partition CSV) -> :class:`BoardType`, cross-checked as a
+whole. Firmware catalogs belong to stations (:mod:`.catalog`): the loader gives each board type
+of a station that station's entries for it (:attr:`BoardType.firmware`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from rig.esp32 import APP_SUBTYPES, DATA_SUBTYPES
+
+from .catalog import CatalogFirmware
 from .errors import fail, raise_problems
 from .sequences import SequenceName, Sequences
 from .types import (
-    FilePath,
     FlashSize,
     FrozenModel,
     Name,
@@ -33,7 +35,6 @@ from .yamlpos import DataPath
 
 __all__ = [
     "BoardType",
-    "CatalogFirmware",
     "FlashRegion",
     "FlashSpec",
     "Rfc2217Mapping",
@@ -73,85 +74,45 @@ class SerialFacts(FrozenModel):
         return bauds
 
 
+FlashMode = Literal["qio", "qout", "dio", "dout"]  # esptool's --flash-mode names
+
+
 class FlashSpec(FrozenModel):
     size: FlashSize
+    # How the module wires its flash: a bootloader whose header asks for a quad mode cannot
+    # boot on a board wired for dual I/O (the ROM configures SPI from that header). None: not
+    # checked.
+    mode: FlashMode | None = None
 
 
-class CatalogFirmware(FrozenModel):
-    """A catalog entry: an app (or any image) file to write at ``offset``."""
-
-    name: Name
-    file: FilePath  # resolved against the board file's directory
-    offset: Offset
-    sha256: str  # 64 lowercase hex digits; the file must hash to it
-    console: str  # regex the firmware's console shows once booted
-
-    @field_validator("sha256", mode="before")
-    @classmethod
-    def _sha(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise fail(f"sha256 must be a string of 64 hex digits: quote it (read as {value!r})")
-        if isinstance(value, str):
-            if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-                raise fail(f"sha256 must be 64 hex digits (got {len(value)} characters: {value!r})")
-            return value.lower()
-        return value
-
-    @field_validator("console")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as err:
-            raise fail(f"console is not a valid regular expression: {err}") from None
-        return value
-
-    @field_validator("file")
-    @classmethod
-    def _exists(cls, file: Path) -> Path:
-        if not file.is_file():
-            what = "is not a file" if file.exists() else "does not exist"
-            raise fail(f"firmware file {file} {what}")
-        return file
-
-    @model_validator(mode="after")
-    def _hash(self) -> CatalogFirmware:
-        actual = _sha256_of(self.file)
-        if actual != self.sha256:
-            raise fail(f"sha256 mismatch: {self.file.name} hashes to {actual}", "sha256")
-        return self
-
-    @property
-    def size(self) -> int:
-        return self.file.stat().st_size
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile(self.console)
-
-    def read(self) -> bytes:
-        return self.file.read_bytes()
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256_of(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return _SHA_CACHE[key]
+PartitionType = Literal["bootloader", "partition_table", "app", "data"]
+_SUBTYPES = {"app": APP_SUBTYPES, "data": DATA_SUBTYPES}
 
 
 class FlashRegion(FrozenModel):
+    """A region of the board's known layout: a partition of its table, with its type and
+    subtype as in a partition CSV (``app``/``ota_0``, ``data``/``ota``), or the bootloader and
+    the partition table themselves."""
+
     name: Name
     offset: Offset
     size: RegionSize
+    type: PartitionType | None = None
+    subtype: str | None = None
 
     @property
     def end(self) -> int:
         return self.offset + self.size
+
+    @model_validator(mode="after")
+    def _subtype(self) -> FlashRegion:
+        known = _SUBTYPES.get(self.type or "", {})
+        if self.subtype is not None and self.subtype not in known:
+            names = ", ".join(known) or f"none for type {self.type}"
+            raise fail(f"unknown subtype {self.subtype!r} (known: {names})", "subtype")
+        if self.type in _SUBTYPES and self.subtype is None:
+            raise fail(f"a {self.type} partition needs a subtype ({', '.join(known)})", "subtype")
+        return self
 
 
 class BoardType(FrozenModel):
@@ -166,10 +127,16 @@ class BoardType(FrozenModel):
     sequences: Sequences
     download_retries: Annotated[int, Strict(), Field(ge=1, le=10)] = 3  # download sequence attempts
     boot_timeout: Annotated[Seconds, Field(gt=0, le=300)] = 5.0  # seconds until console matches
+    # The default boot check (a firmware without a console pattern) watches a started app this
+    # long for a panic or a reset: an app that crashes in setup does so within a second.
+    boot_settle: Annotated[Seconds, Field(gt=0, le=60)] = 1.0
     rfc2217: Rfc2217Mapping = Field(default_factory=Rfc2217Mapping)  # `rig serve` DTR/RTS mapping
-    firmware: tuple[CatalogFirmware, ...] = ()
     layout: tuple[FlashRegion, ...] = ()
     source: SkipJsonSchema[Path | None] = Field(default=None, exclude=True, repr=False)
+    # The station's catalog entries for this board type (filled in by the station loader).
+    firmware: SkipJsonSchema[tuple[CatalogFirmware, ...]] = Field(
+        default=(), exclude=True, repr=False
+    )
 
     @property
     def flash_size(self) -> int:
@@ -205,12 +172,11 @@ class BoardType(FrozenModel):
                             f"({', '.join(self.relays)}); add it to relays",
                         )
                     )
-        for what, items in (("firmware", self.firmware), ("layout", self.layout)):
-            seen: set[str] = set()
-            for i, item in enumerate(items):
-                if item.name in seen:
-                    problems.append(((what, i, "name"), f"{item.name} is listed twice in {what}"))
-                seen.add(item.name)
+        seen: set[str] = set()
+        for i, region in enumerate(self.layout):
+            if region.name in seen:
+                problems.append((("layout", i, "name"), f"{region.name} is listed twice in layout"))
+            seen.add(region.name)
         for i, region in enumerate(self.layout):
             if region.end > size:
                 problems.append(
@@ -225,25 +191,5 @@ class BoardType(FrozenModel):
                     problems.append(
                         (("layout", i, "offset"), f"region {region.name} overlaps {other.name}")
                     )
-        for i, fw in enumerate(self.firmware):
-            end = fw.offset + fw.size
-            if fw.offset >= size:
-                problems.append(
-                    (
-                        ("firmware", i, "offset"),
-                        f"offset {fw.offset:#x} is outside the {human_size(size)} flash "
-                        f"(0x0..{size - 1:#x})",
-                    )
-                )
-            elif end > size:
-                problems.append(
-                    (
-                        ("firmware", i, "offset"),
-                        f"{fw.file.name} ({fw.size} bytes at {fw.offset:#x}) ends at {end:#x}, "
-                        f"past the end of the {human_size(size)} flash",
-                    )
-                )
-            # A firmware may span layout regions: merged images (bootloader + partition table +
-            # app, as `esptool merge-bin` makes) are how boards like the L7X are re-flashed.
         raise_problems(problems)
         return self

@@ -2,7 +2,9 @@
 
 :func:`check_files` reports every problem of every file: board files first, then stations
 against the shipped board types, a ``boards`` directory beside theirs, and the board files
-being checked (a broken board file is reported once, not again by every station using it).
+being checked (a broken board file is reported once, not again by every station using it),
+with their firmware catalogs and the files those name (missing, another sha256); a catalog
+file given on its own is checked against the shipped board types.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .board import BoardType
+from .catalog import CATALOG_FILE, Catalog, CatalogFirmware
 from .errors import ConfigError
 from .loading import (
     board_dirs_for,
     builtin_configs_dir,
     load_board,
+    load_boards,
+    load_catalog,
     load_station_against,
     read_document,
     yaml_files,
@@ -29,6 +34,8 @@ __all__ = ["check_files", "json_schema"]
 
 
 def _kind(path: Path, doc: Document) -> str:
+    if path.name == CATALOG_FILE:
+        return "catalog"
     if path.parent.name in ("boards", "stations"):
         return "board" if path.parent.name == "boards" else "station"
     return "station" if "slots" in doc.data else "board"
@@ -90,10 +97,29 @@ def check_files(paths: Iterable[str | os.PathLike[str]] | None = None) -> list[C
                     boards[board.name] = board
         boards.update(checked)
         try:
-            load_station_against(file, boards, others_broken - set(boards))
+            station = load_station_against(file, boards, others_broken - set(boards))
         except ConfigError as err:
             errors += err.errors
+        else:
+            errors += _file_problems(station.catalog)
+    for file, _doc, kind in docs:
+        if kind == "catalog":
+            errors += _catalog_problems(file)
     return errors
+
+
+def _file_problems(entries: Iterable[CatalogFirmware]) -> list[ConfigError]:
+    return [problem for entry in entries for problem in entry.file_problems()]
+
+
+def _catalog_problems(file: Path) -> list[ConfigError]:
+    """A catalog file on its own: its structure, its board types (the shipped ones, and a
+    ``boards`` directory beside its firmware directory), its files."""
+    try:
+        boards = load_boards(board_dirs_for(file))
+        return _file_problems(load_catalog(file, boards))
+    except ConfigError as err:
+        return list(err.errors)
 
 
 def json_schema() -> dict[str, Any]:
@@ -102,6 +128,7 @@ def json_schema() -> dict[str, Any]:
     for key, model, title in (
         ("board", BoardType, "rig board type (configs/boards/<name>.yaml)"),
         ("station", Station, "rig station (configs/stations/<name>.yaml)"),
+        ("catalog", Catalog, "rig firmware catalog (<firmware dir>/catalog.yaml)"),
     ):
         schema = model.model_json_schema()
         out[key] = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -17,9 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .board import BoardType
+from .catalog import CATALOG_FILE, Catalog, CatalogFirmware
 from .errors import ConfigError, bundle, problems_of
 from .station import Station
-from .yamlpos import Document, YamlError, format_path, load_yaml
+from .types import human_size
+from .yamlpos import DataPath, Document, YamlError, format_path, load_yaml
 
 __all__ = [
     "STATION_ENV",
@@ -28,6 +30,8 @@ __all__ = [
     "default_station",
     "load_board",
     "load_boards",
+    "load_catalog",
+    "load_catalogs",
     "load_station",
     "station_from_env",
 ]
@@ -71,13 +75,22 @@ def _translate(exc: ValidationError, doc: Document, file: Path, model: type[Base
     return out
 
 
+# Keys that were once part of a file and now live elsewhere: what to do instead.
+_MOVED = {
+    ("BoardType", "firmware"): "board types have no firmware catalog any more: catalogs belong "
+    "to stations - move these entries into a catalog.yaml in the station's firmware directory "
+    "(each with board: <this board type>), or import each file with `rig firmware add`",
+}
+
+
 def _validate(model: type[BaseModel], path: Path, doc: Document, context: dict, extra=()):
     errors = list(extra)
     data = dict(doc.data)
-    for reserved in ("source", "boards"):
-        if reserved in data and reserved in model.model_fields:
+    for reserved, field in model.model_fields.items():
+        if reserved in data and field.exclude:  # filled in by the loader, never by the file
             line, col = doc.position((reserved,))
-            errors.append(ConfigError(path, line, col, reserved, f"unknown key {reserved!r}"))
+            message = _MOVED.get((model.__name__, reserved), f"unknown key {reserved!r}")
+            errors.append(ConfigError(path, line, col, reserved, message))
             del data[reserved]
     obj = None
     try:
@@ -172,12 +185,106 @@ def load_station(
 
 def load_station_against(path: Path, boards: Mapping[str, BoardType], broken: set[str]) -> Station:
     """Load a station checked against ``boards``; slots of a board type in ``broken`` (a board
-    file with errors of its own) are not checked against it."""
+    file with errors of its own) are not checked against it. Its catalogs are loaded too: each
+    board type it uses carries the station's entries for it."""
     doc = read_document(path)
     context = _context(path, boards=boards, broken=broken)
     station = _validate(Station, path, doc, context)
-    used = {slot.board: boards[slot.board] for slot in station.slots if slot.board in boards}
-    return station.model_copy(update={"source": path.absolute(), "boards": used})
+    catalog = load_catalogs(station.firmware_dirs, {**boards, **dict.fromkeys(broken)})
+    used = {
+        slot.board: boards[slot.board].model_copy(
+            update={"firmware": tuple(fw for fw in catalog if fw.board == slot.board)}
+        )
+        for slot in station.slots
+        if slot.board in boards
+    }
+    return station.model_copy(
+        update={"source": path.absolute(), "boards": used, "catalog": catalog}
+    )
+
+
+def _position(doc: Document, where: DataPath) -> tuple[int | None, int | None]:
+    return doc.position(doc.existing(where))
+
+
+def _error_at(path: Path, doc: Document, where: DataPath, message: str) -> ConfigError:
+    return ConfigError(path, *_position(doc, where), format_path(where), message)
+
+
+def load_catalog(
+    path: Path, boards: Mapping[str, BoardType | None] | None = None, seen: dict | None = None
+) -> tuple[CatalogFirmware, ...]:
+    """The entries of one ``catalog.yaml``, each knowing its file, its index and where each
+    part is written in it. With ``boards``, an entry for a board type not in it, or a part
+    offset outside that board's flash, is an error; ``seen`` (name -> where, filled here) makes
+    a name an earlier catalog defined an error."""
+    doc = read_document(path)
+    catalog = _validate(Catalog, path, doc, _context(path))
+    seen = {} if seen is None else seen
+    entries, errors = [], []
+    for i, fw in enumerate(catalog.firmware):
+        errors += _entry_problems(path, doc, i, fw, boards, seen)
+        parts = []
+        for j, part in enumerate(fw.parts):
+            line, col = _position(doc, ("firmware", i, "parts", j, "file"))
+            parts.append(part.model_copy(update={"at": f"{path}:{line}:{col}"}))
+        update = {"parts": tuple(parts), "source": path.absolute(), "index": i}
+        entries.append(fw.model_copy(update=update))
+    if errors:
+        raise bundle(errors)
+    return tuple(entries)
+
+
+def _entry_problems(
+    path: Path,
+    doc: Document,
+    i: int,
+    fw: CatalogFirmware,
+    boards: Mapping[str, BoardType | None] | None,
+    seen: dict,
+) -> list[ConfigError]:
+    """A name already defined, an unknown board type, a part past the board's flash."""
+    problems = []
+    line, col = _position(doc, ("firmware", i, "name"))
+    if fw.name in seen:
+        message = f"firmware {fw.name} is already defined at {seen[fw.name]}"
+        problems.append(_error_at(path, doc, ("firmware", i, "name"), message))
+    seen.setdefault(fw.name, f"{path}:{line}:{col}")
+    if boards is None:
+        return problems
+    if fw.board not in boards:
+        message = f"unknown board type {fw.board!r} (known: {', '.join(sorted(boards))})"
+        problems.append(_error_at(path, doc, ("firmware", i, "board"), message))
+    board = boards.get(fw.board)
+    for j, part in enumerate(fw.parts):
+        if board is not None and part.offset >= board.flash_size:
+            message = (
+                f"offset {part.offset:#x} is outside the {human_size(board.flash_size)} flash "
+                f"of board type {board.name} (0x0..{board.flash_size - 1:#x})"
+            )
+            problems.append(_error_at(path, doc, ("firmware", i, "parts", j, "offset"), message))
+    return problems
+
+
+def load_catalogs(
+    dirs: Iterable[Path], boards: Mapping[str, BoardType | None] | None = None
+) -> tuple[CatalogFirmware, ...]:
+    """The entries of every ``catalog.yaml`` in ``dirs``, in order (a directory without one
+    has none); a name may be defined once."""
+    seen: dict[str, str] = {}
+    entries: list[CatalogFirmware] = []
+    errors: list[ConfigError] = []
+    for directory in dirs:
+        path = Path(directory) / CATALOG_FILE
+        if not path.is_file():
+            continue
+        try:
+            entries += load_catalog(path, boards, seen)
+        except ConfigError as err:
+            errors += err.errors
+    if errors:
+        raise bundle(errors)
+    return tuple(entries)
 
 
 def default_station() -> Station:

@@ -1,9 +1,10 @@
 """Stations (``configs/stations/<name>.yaml``): one physical rig and its slots.
 
-Pin backend, backups and lock directories, and slots (board type, serial port, relay channel per
-role, or a simulated board) -> :class:`Station`. The cross-checks catch what would hurt a board:
-two slots sharing a port, a USB serial number, an expected MAC or a relay pin; a slot without a
-relay its board type's sequences drive; a simulated slot wired to an input its variant lacks.
+Pin backend, backups, firmware and lock directories, and slots (board type, serial port, relay
+channel per role, or a simulated board) -> :class:`Station`. The cross-checks catch what would
+hurt a board: two slots sharing a port, a USB serial number, an expected MAC or a relay pin; a
+slot without a relay its board type's sequences drive; a simulated slot wired to an input its
+variant lacks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, mod
 from pydantic.json_schema import SkipJsonSchema
 
 from .board import BoardType
+from .catalog import CatalogFirmware
 from .errors import fail, raise_problems
 from .faults import RelayStuck
 from .simulated import SIM_VARIANTS, SimSlot
@@ -182,19 +184,50 @@ def _simulated_wiring(slot: Slot, index: int) -> list[tuple[DataPath, str]]:
     return problems
 
 
+def _dirs(value: Any) -> Any:
+    return (value,) if isinstance(value, str | Path) else value
+
+
+FirmwareDirs = Annotated[
+    tuple[FilePath, ...],
+    BeforeValidator(_dirs),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "firmware directories, each with an optional catalog.yaml; "
+            "`rig firmware add` imports into the last one",
+        }
+    ),
+]
+
+
 class Station(FrozenModel):
     """One physical rig (``configs/stations/<name>.yaml``)."""
 
     name: Name
     backups: FilePath
     locks: FilePath
+    # Where the station's firmware files and catalogs live (default: <backups>/../firmware).
+    firmware: FirmwareDirs = ()
     pins: PinsConfig = Field(default_factory=PinsConfig)
     slots: Annotated[tuple[Slot, ...], Field(min_length=1)]
     source: SkipJsonSchema[Path | None] = Field(default=None, exclude=True, repr=False)
-    # The board types the slots use, filled in by the loader.
+    # The board types the slots use, with the station's catalog entries (filled in by the
+    # loader), and every entry of the station's catalogs.
     boards: SkipJsonSchema[dict[str, BoardType]] = Field(
         default_factory=dict, exclude=True, repr=False
     )
+    catalog: SkipJsonSchema[tuple[CatalogFirmware, ...]] = Field(
+        default=(), exclude=True, repr=False
+    )
+
+    @property
+    def firmware_dirs(self) -> tuple[Path, ...]:
+        """The firmware directories: as configured, else ``<backups>/../firmware``. ``rig
+        firmware add`` imports into the last one."""
+        if self.firmware:
+            return tuple(Path(d).expanduser() for d in self.firmware)
+        return (Path(self.backups).expanduser().parent / "firmware",)
 
     def slot(self, slot_id: str) -> Slot:
         for slot in self.slots:

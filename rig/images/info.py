@@ -35,6 +35,7 @@ __all__ = [
     "DATA",
     "MERGED",
     "PARTITION_TABLE",
+    "TABLE_MAGIC",
     "ImageInfo",
     "flash_size_bytes",
     "image_info",
@@ -50,7 +51,7 @@ BOOTLOADER, APP, MERGED, PARTITION_TABLE, DATA = (
 )
 IROM_START, IROM_END = 0x400D0000, 0x40400000  # ESP32ROM.IROM_MAP_START / IROM_MAP_END
 BOOTLOADER_REGION = PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET  # 0x7000: all the ROM loads
-_TABLE_MAGIC = b"\xaa\x50"
+TABLE_MAGIC = b"\xaa\x50"  # the first partition entry's magic
 
 
 def is_mapped(segment: Segment) -> bool:
@@ -160,7 +161,7 @@ def image_info(data: bytes) -> ImageInfo:
             kind = MERGED if size > BOOTLOADER_REGION else BOOTLOADER
         app = find_app_descriptor(img) if kind == APP else None
         return ImageInfo(kind, size, img, app, problems=tuple(_image_problems(img)))
-    if data[:2] == _TABLE_MAGIC:
+    if data[:2] == TABLE_MAGIC:
         try:
             table = tuple(parse_table(data))
         except PartitionTableError as err:

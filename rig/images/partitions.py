@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rig.errors import BadInput
+from rig.esp32 import APP_SUBTYPES, DATA_SUBTYPES, PARTITION_TYPES
 
 __all__ = [
     "APP_SUBTYPES",
@@ -45,21 +46,7 @@ ENTRY_LEN = _ENTRY.size  # 32
 FLAG_ENCRYPTED = 0x1
 FLAG_READONLY = 0x2
 
-TYPES = {"app": 0x00, "data": 0x01, "bootloader": 0x02, "partition_table": 0x03}
-APP_SUBTYPES = {"factory": 0x00, **{f"ota_{n}": 0x10 + n for n in range(16)}, "test": 0x20}
-DATA_SUBTYPES = {
-    "ota": 0x00,
-    "phy": 0x01,
-    "nvs": 0x02,
-    "coredump": 0x03,
-    "nvs_keys": 0x04,
-    "efuse": 0x05,
-    "undefined": 0x06,
-    "esphttpd": 0x80,
-    "fat": 0x81,
-    "spiffs": 0x82,
-    "littlefs": 0x83,
-}
+TYPES = PARTITION_TYPES
 _SUBTYPES = {TYPES["app"]: APP_SUBTYPES, TYPES["data"]: DATA_SUBTYPES}
 
 

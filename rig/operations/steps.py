@@ -274,24 +274,39 @@ def verify(
 def boot(
     report: Report,
     board: BoardHandle,
-    pattern: str,
+    pattern: str | None,
     *,
+    app_offset: int | None = None,
     firmware: str | None = None,
     what: str | None = None,
     name: str = "boot check",
     tail: int | None = None,
 ) -> BootCheck:
-    """Boot from flash and wait for ``pattern`` on the console; the step's data keep the
-    console (its last ``tail`` characters, if given). ``what`` names the firmware in the
-    detail and the error (default: ``firmware``)."""
+    """Boot from flash and check the console: ``pattern`` shows, or (None) the default check
+    with the app expected at ``app_offset`` (:mod:`rig.operations.bootcheck`); the step's data
+    keep the console (its last ``tail`` characters, if given). ``what`` names the firmware in
+    the detail and the error (default: ``firmware``)."""
     label = what or firmware or "the firmware"
     with report.step(name) as step:
-        check = boot_check(board, pattern)
+        check = boot_check(board, pattern, app_offset=app_offset)
         console = check.console if tail is None else check.console[-tail:]
-        step.data = {"console": console, "seconds": round(check.seconds, 3), "firmware": firmware}
+        step.data = {
+            "console": console,
+            "seconds": round(check.seconds, 3),
+            "firmware": firmware,
+            "check": "default" if pattern is None else "pattern",
+            "app_offset": app_offset,
+        }
         if not check.ok:
-            raise OperationError(f"{label} did not boot: the console never showed {pattern!r}")
-        step.detail = f"{label}: console matched {pattern!r} after {check.seconds:.1f} s"
+            raise OperationError(f"{label} did not boot: {check.problem}")
+        if pattern is not None:
+            step.detail = f"{label}: console matched {pattern!r} after {check.seconds:.1f} s"
+        else:
+            where = "" if app_offset is None else f" at {app_offset:#x}"
+            step.detail = (
+                f"{label}: the bootloader loaded the app{where}; no panic or reset within "
+                f"{board.type.boot_settle:.1f} s"
+            )
     return check
 
 

@@ -31,9 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 BOARDS_DIR = builtin_configs_dir() / "boards"
 STATIONS_DIR = builtin_configs_dir() / "stations"
 
-APP = b"\xe9\x03\x02\x20" + hashlib.shake_256(b"test app").digest(8188)  # 8 KB "image"
-APP_SHA = hashlib.sha256(APP).hexdigest()
-
 BOARD = """\
 name: tb
 description: a test board
@@ -55,12 +52,6 @@ sequences:
   off:
     - {release: power}
     - {open: io0}
-firmware:
-  - name: app
-    file: ../firmware/app.bin
-    offset: 0x10000
-    sha256: SHA
-    console: hello
 """
 
 STATION = """\
@@ -92,14 +83,12 @@ def line_of(text: str, needle: str, nth: int = 1) -> int:
 
 @pytest.fixture
 def board_file(tmp_path):
-    """Write a board file (default: the valid BOARD) and its firmware file into tmp_path."""
-    (tmp_path / "firmware").mkdir()
-    (tmp_path / "firmware" / "app.bin").write_bytes(APP)
+    """Write a board file (default: the valid BOARD) into tmp_path/boards."""
     (tmp_path / "boards").mkdir()
 
     def write(text: str = BOARD, name: str = "tb") -> Path:
         path = tmp_path / "boards" / f"{name}.yaml"
-        path.write_text(text.replace("SHA", APP_SHA))
+        path.write_text(text)
         return path
 
     return write
@@ -161,9 +150,10 @@ def test_shipped_boards_load():
         "open io0",
     ]
     assert l7x.sequences["off"] == l7x.sequences.off
-    assert [fw.name for fw in l7x.firmware] == ["vendor-l7x", "custom-grbl"]
-    assert {fw.offset for fw in l7x.firmware} == {0x1000}  # merged: bootloader, table, app
+    assert l7x.firmware == ()  # catalogs are the stations'
     assert [r.name for r in l7x.layout][:2] == ["bootloader", "partition-table"]
+    assert [(r.type, r.subtype) for r in l7x.layout][3:5] == [("data", "ota"), ("app", "ota_0")]
+    assert l7x.flash.mode == "dio"
     devkit = boards["esp32-devkitc"]
     assert devkit.serial.modem_lines is True
     assert devkit.relays == ("io0", "reset")
@@ -171,21 +161,27 @@ def test_shipped_boards_load():
     assert devkit.sequences.download[1].seconds == pytest.approx(0.1)
 
 
-def test_shipped_firmware_is_the_synthetic_images_with_the_declared_sha256():
+def test_shipped_firmware_is_the_simulated_stations_synthetic_images():
+    """The synthetic images are the simulated station's catalog only: no board type names a
+    file, and their bytes and pinned sha256 are what rig.images generates."""
     from rig.images import synthetic
     from rig.images.flash_contents import merged_firmware
 
-    l7x = load_board(BOARDS_DIR / "l7x.yaml")
+    assert all(not b.firmware for b in load_boards([BOARDS_DIR]).values())
+    l7x = default_station().boards["l7x"]
     expected = {
         "vendor-l7x": merged_firmware(synthetic.VENDOR_L7X),
         "custom-grbl": merged_firmware(synthetic.CUSTOM_GRBL),
     }
+    assert [fw.name for fw in l7x.firmware] == ["vendor-l7x", "custom-grbl"]
     for fw in l7x.firmware:
         # If this fails after a change to rig.images.synthetic, regenerate the file
-        # (Path(fw.file).write_bytes(merged_firmware(...))) and update the sha256 in
-        # l7x.yaml.
-        assert fw.read() == expected[fw.name], fw.name
-        assert hashlib.sha256(expected[fw.name]).hexdigest() == fw.sha256
+        # (part.file.write_bytes(merged_firmware(...))) and update the sha256 in
+        # configs/firmware/catalog.yaml.
+        [part] = fw.parts
+        assert part.offset == 0x1000 and part.file.parent == builtin_configs_dir() / "firmware"
+        assert part.file.read_bytes() == expected[fw.name], fw.name
+        assert hashlib.sha256(expected[fw.name]).hexdigest() == fw.sha256 == part.sha256
     vendor, custom = (l7x.firmware_named(n) for n in ("vendor-l7x", "custom-grbl"))
     assert vendor.pattern.search(synthetic.VENDOR_L7X.banner)
     assert not vendor.pattern.search(synthetic.CUSTOM_GRBL.banner)
@@ -252,7 +248,7 @@ def test_loaded_objects_are_frozen():
         (board, "name", "x"),
         (board.serial, "console_baud", 9600),
         (board.sequences.download[0], "role", "power"),
-        (board.firmware[0], "offset", 0),
+        (station.catalog[0].parts[0], "offset", 0),
         (station, "name", "x"),
         (station.slots[0], "board", "x"),
         (station.slots[0].relays["io0"], "pin", 3),
@@ -374,43 +370,6 @@ def test_wait_longer_than_the_limit(board_file):
     assert "between 0 and 60 seconds" in error.message
 
 
-def test_unaligned_offset(board_file):
-    text = BOARD.replace("offset: 0x10000", "offset: 0x10800")
-    error = only_error(board_file(text), line_of(text, "offset:"))
-    assert error.where == "firmware[0].offset"
-    assert error.message == "offset 0x10800 is not aligned to a 4 KB flash sector (0x1000)"
-
-
-def test_missing_firmware_file(board_file, tmp_path):
-    text = BOARD.replace("../firmware/app.bin", "../firmware/gone.bin")
-    error = only_error(board_file(text), line_of(text, "gone.bin"))
-    assert error.where == "firmware[0].file"
-    assert error.message == f"firmware file {tmp_path / 'firmware' / 'gone.bin'} does not exist"
-
-
-def test_sha256_malformed(board_file):
-    text = BOARD.replace("sha256: SHA", "sha256: SHAz")
-    error = only_error(board_file(text), line_of(text, "sha256:"))
-    assert error.where == "firmware[0].sha256"
-    assert error.message.startswith("sha256 must be 64 hex digits (got 65 characters")
-
-
-def test_sha256_mismatch(board_file):
-    wrong = "ab" * 32
-    text = BOARD.replace("sha256: SHA", f"sha256: {wrong}")
-    error = only_error(board_file(text), line_of(text, "sha256:"))
-    assert error.message == f"sha256 mismatch: app.bin hashes to {APP_SHA}"
-
-
-def test_offset_outside_flash(board_file):
-    text = BOARD.replace("offset: 0x10000", "offset: 0x400000")
-    error = only_error(board_file(text), line_of(text, "offset:"))
-    assert error.message == "offset 0x400000 is outside the 4 MB flash (0x0..0x3fffff)"
-    text = BOARD.replace("offset: 0x10000", "offset: 0x3ff000")
-    error = only_error(board_file(text), line_of(text, "offset:"))
-    assert "app.bin (8192 bytes at 0x3ff000) ends at 0x401000, past the end" in error.message
-
-
 def test_bare_off_is_a_string_key_and_yaml_1_1_booleans_are_not_booleans(board_file):
     assert "\n  off:\n" in BOARD  # unquoted
     board = load_board(board_file())
@@ -519,7 +478,6 @@ def test_check_files_reports_field_problems_together(board_file, tmp_path):
         BOARD.replace("size: 4MB", "size: 3MB")
         .replace("console_baud: 115200", "console_baud: true")
         .replace("{wait: 0.3}", "{wait: -1}")
-        .replace("offset: 0x10000", "offset: 0x10001")
     )
     errors = check_files([board_file(text), tmp_path / "missing.yaml"])
     assert [e.where for e in errors] == [
@@ -527,7 +485,6 @@ def test_check_files_reports_field_problems_together(board_file, tmp_path):
         "flash.size",
         "serial.console_baud",
         "sequences.download[2].wait",
-        "firmware[0].offset",
     ]
     assert str(errors[0]) == f"{tmp_path / 'missing.yaml'}: no such file"
 
@@ -543,10 +500,11 @@ def test_check_files_uses_the_board_files_being_checked(board_file, station_file
 def test_json_schema_validates_shipped_files():
     jsonschema = pytest.importorskip("jsonschema")
     schemas = json.loads(json.dumps(json_schema()))
-    assert set(schemas) == {"board", "station"}
+    assert set(schemas) == {"board", "station", "catalog"}
     for kind, files in (
         ("board", [BOARDS_DIR / "l7x.yaml", BOARDS_DIR / "esp32-devkitc.yaml"]),
         ("station", [STATIONS_DIR / "sim.yaml", STATIONS_DIR / "pi-example.yaml"]),
+        ("catalog", [builtin_configs_dir() / "firmware" / "catalog.yaml"]),
     ):
         validator = jsonschema.Draft202012Validator(schemas[kind])
         validator.check_schema(schemas[kind])
@@ -578,7 +536,6 @@ def test_steps():
 def test_direct_construction_still_cross_checks():
     data = load_yaml((BOARDS_DIR / "l7x.yaml").read_text()).data
     data["relays"] = ["io0"]
-    data["firmware"] = []
     with pytest.raises(ValidationError, match="relay power is not one of this board's relays"):
         BoardType.model_validate(data)
     station = load_yaml((STATIONS_DIR / "sim.yaml").read_text()).data

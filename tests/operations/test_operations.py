@@ -162,12 +162,13 @@ def test_bad_images_are_rejected_before_any_relay_moves(tmp_path, monkeypatch, m
 
 
 def test_catalog_file_changed_since_load_is_bad_input(sim_station_config):
-    """The loader checks catalog sha256 at load time (test_config); the write path checks the
-    bytes it is about to send again, in case the file changed since."""
+    """The catalog pins each part's sha256; the write path checks the file against it before
+    it reads the bytes it sends (a file changed since the catalog was written is refused)."""
     l7x = sim_station_config().board_of("l7x-1")
-    bad = l7x.firmware[0].model_copy(update={"sha256": "0" * 64})
+    fw = l7x.firmware[0]
+    bad = fw.model_copy(update={"parts": (fw.parts[0].model_copy(update={"sha256": "0" * 64}),)})
     board = l7x.model_copy(update={"firmware": (bad,)})
-    with pytest.raises(BadImage, match="sha256 does not match the catalog entry"):
+    with pytest.raises(BadImage, match="hashes to [0-9a-f]{64}, the catalog pins 0000"):
         resolve_images([bad.name], board)
 
 

@@ -339,6 +339,8 @@ def station_file(tmp_path: Path, faults: str = "", backups: Path | None = None) 
     text = (builtin_configs_dir() / "stations" / "sim.yaml").read_text()
     text = text.replace("${XDG_RUNTIME_DIR:-/tmp}/rig-locks", str(tmp_path / "locks"))
     text = text.replace("~/.local/share/rig/sim-backups", str(backups or tmp_path / "backups"))
+    firmware = f"[{builtin_configs_dir() / 'firmware'}, {tmp_path / 'sim-firmware'}]"
+    text = text.replace("[../firmware, ~/.local/share/rig/sim-firmware]", firmware)
     if faults:
         text = text.replace(
             "simulated: {variant: l7x, seed: l7x-1}",
