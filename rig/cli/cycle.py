@@ -14,7 +14,7 @@ from rig.cli.common import (
     checked_backup_store,
     command,
     json_option,
-    one_slot_of,
+    load_station,
     options,
     slot_options,
 )
@@ -23,6 +23,7 @@ from rig.cli.render import boot_consoles, finish
 from rig.errors import BadInput
 
 if TYPE_CHECKING:
+    from rig import config
     from rig.board.station import LiveSlot
     from rig.operations.backups import BackupStore
     from rig.operations.images import FlashImage
@@ -38,22 +39,23 @@ __all__ = ["COMMANDS", "cycle_live"]
 @click.option(
     "--firmware",
     "firmware_name",
-    help="Catalog firmware to write (default: the "
-    "last catalog entry, i.e. the replacement firmware).",
+    help="Catalog firmware (`rig firmware list`) or FILE@OFFSET to write (default: the last "
+    "catalog entry of the board type, i.e. the replacement firmware).",
 )
 @click.option("--keep", is_flag=True, help="Keep the new firmware (skip the restore).")
 def cycle_command(
     station_path, board_name, slot_id, as_json, backup_mode, force, firmware_name, keep
 ):
-    """identify -> backup -> erase -> write -> verify -> boot check -> restore -> verify ->
-    boot check, each step timed and reported."""
-    sel = one_slot_of(station_path, board_name, slot_id)
+    """identify -> backup -> boot plan -> erase -> write -> verify -> boot check -> restore ->
+    verify -> boot check, each step timed and reported."""
+    from rig.operations.images import check_placement, layout_table
+
+    sel = _cycle_slot(load_station(station_path), board_name, slot_id, firmware_name)
     board_type = sel.board_type()
-    if not board_type.firmware:
-        raise BadInput(f"board type {board_type.name} has no firmware catalog")
-    name = firmware_name or board_type.firmware[-1].name
+    name = firmware_name or _default_firmware(board_type)
     images = resolve([name], sel)
-    pattern = board_type.firmware_named(name).console
+    check_placement(images, layout_table(board_type) or None, force=force)
+    entry = next((fw for fw in board_type.firmware if fw.name == name), None)
     store = checked_backup_store(sel.station, backup_mode, force)
     if keep is False and backup_mode == "skip":
         raise BadInput("a cycle without a backup has nothing to restore: use --keep")
@@ -62,12 +64,34 @@ def cycle_command(
         as_json,
         store,
         images,
-        console_pattern=pattern,
+        console_pattern=entry.console if entry is not None else None,
         keep=keep,
         backup_mode=backup_mode,
         force=force,
     )
     finish(report, as_json)
+
+
+def _cycle_slot(
+    station: config.Station, board: str | None, slot: str | None, firmware: str | None
+) -> Selection:
+    """The cycle's slot: ``--slot`` / ``--board``, else the first slot of the board type a
+    catalog ``--firmware`` is for."""
+    from rig.operations.selection import one_slot
+
+    entry = next((fw for fw in station.catalog if fw.name == firmware), None)
+    if board is None and slot is None and entry is not None:
+        board = entry.board
+    return one_slot(station, board=board, slot=slot)
+
+
+def _default_firmware(board_type: config.BoardType) -> str:
+    if not board_type.firmware:
+        raise BadInput(
+            f"the station's catalog has no firmware for board type {board_type.name}: name one "
+            "with --firmware NAME or FILE@OFFSET (`rig firmware add FILE` imports a file)"
+        )
+    return board_type.firmware[-1].name
 
 
 def cycle_live(

@@ -183,16 +183,25 @@ def erase_command(station_path, board_name, slot_id, as_json, backup_mode, force
 @options(slot_options, backup_options)
 @click.argument("images", nargs=-1, required=True)
 def write_command(station_path, board_name, slot_id, as_json, backup_mode, force, images):
-    """Write IMAGES (catalog names or FILE@OFFSET): verified fast write of changed blocks."""
+    """Write IMAGES (catalog names or FILE@OFFSET): verified fast write of changed blocks.
+    Each image must belong where it goes (an app in an app partition); otadata is reset when
+    it would boot another app than the one written."""
     from rig.operations import steps
+    from rig.operations.images import check_placement, layout_table
 
     sel = one_slot_of(station_path, board_name, slot_id)
+    board_type = sel.board_type()
     resolved = resolve(images, sel)
+    check_placement(resolved, layout_table(board_type) or None, force=force)
     policy = backup_policy(sel, backup_mode, force)
+    what = " + ".join(image.name for image in resolved)
 
     def body(report: Report, session: FlasherSession, progress: PhaseProgress | None) -> None:
-        steps.backup(report, session, policy, progress)
-        for image in resolved:
+        check = steps.backup(report, session, policy, progress)
+        plan = steps.plan(
+            report, session, resolved, check.backup, board_type, erase=False, force=force, what=what
+        )
+        for image in plan.images:
             steps.write(report, session, [image], progress, name=f"write {image.name}")
 
     run_op(sel, "write", as_json, body)

@@ -1,7 +1,10 @@
-"""The scripted cycle: identify -> backup -> erase -> write -> verify -> boot check -> restore the
-original -> verify -> boot check. It is what a person does by hand on an L7X, minus the ways it
-goes wrong: no destructive step without a verified backup of this MAC, no write to a board whose
-MAC changed under us, every written region verified by the chip's own MD5.
+"""The scripted cycle: identify -> backup -> boot plan -> erase -> write -> verify -> boot check ->
+restore the original -> verify -> boot check. It is what a person does by hand on an L7X, minus
+the ways it goes wrong: no destructive step without a verified backup of this MAC, no write to a
+board whose MAC changed under us, every written region verified by the chip's own MD5, nothing
+erased for an image that could not boot afterwards (the boot plan adds bootloader, partition
+table and otadata from the backup for an app-only image), and a firmware that does not boot
+never left on the board: the backup goes back, and the report says so.
 
 A composition of the reported steps (:mod:`rig.operations.steps`); the restore is the one
 ``rig restore`` runs.
@@ -13,13 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from rig.board.station import LiveSlot
+from rig.errors import OperationError
 from rig.operations import steps
-from rig.operations.backups import BackupStore
+from rig.operations.backups import Backup, BackupStore
 from rig.operations.images import FlashImage
 from rig.operations.report import Report
 from rig.operations.safeguards import BackupPolicy
 from rig.operations.session import FlasherSession
-from rig.operations.steps import PhaseProgress
+from rig.operations.steps import PhaseProgress, Run
 
 __all__ = ["PhaseProgress", "run_cycle"]
 
@@ -29,7 +33,7 @@ def run_cycle(
     store: BackupStore,
     images: Sequence[FlashImage],
     *,
-    console_pattern: str,
+    console_pattern: str | None,
     keep: bool = False,
     backup_mode: str = "auto",
     meta: dict[str, Any] | None = None,
@@ -38,7 +42,8 @@ def run_cycle(
     force: bool = False,
 ) -> Report:
     """Run the whole cycle on an open slot; the report says which step failed and why.
-    ``force``: erase even with flash encryption or secure boot enabled.
+    ``console_pattern`` None: the default boot check. ``force``: erase even with flash
+    encryption or secure boot enabled, and write an image the boot plan says cannot boot.
 
     A stop signal (``KeyboardInterrupt``, ``Terminated``) propagates after ``report.error`` says
     what it interrupted and what state the flash is in: pass ``report`` to print it then.
@@ -54,12 +59,66 @@ def run_cycle(
             ident = steps.identify(report, session)
             policy = BackupPolicy(store, backup_mode, meta)
             check = steps.backup(report, session, policy, progress)
+            plan = steps.plan(
+                report,
+                session,
+                images,
+                check.backup,
+                slot.board_type,
+                erase=True,
+                force=force,
+                what=firmware,
+            )
             steps.erase(report, session, blank_check=True)
-            steps.write(report, session, images, progress)
-            steps.verify(report, session, images)
-        steps.boot(report, slot.board, console_pattern, firmware=firmware)
+            steps.write(report, session, plan.images, progress)
+            steps.verify(report, session, plan.images)
+        app_offset = plan.app.offset if plan.app is not None else None
+        try:
+            steps.boot(
+                report, slot.board, console_pattern, app_offset=app_offset, firmware=firmware
+            )
+        except OperationError as failure:
+            if check.backup is None:
+                raise
+            _put_back(report, slot, run, check.backup, ident.mac, progress, failure)
         if not keep and check.backup is not None:
-            with run.open(FlasherSession(slot.board, expected_mac=ident.mac)) as session:
-                flash = steps.restore(report, session, check.backup, progress)
-            steps.boot_original(report, slot.board, flash, slot.board_type)
+            _restore(report, slot, run, check.backup, ident.mac, progress)
     return report
+
+
+def _restore(
+    report: Report,
+    slot: LiveSlot,
+    run: Run,
+    backup: Backup,
+    mac: str,
+    progress: PhaseProgress | None,
+) -> None:
+    """The backup back onto the board (the board with this MAC only), verified, booted."""
+    with run.open(FlasherSession(slot.board, expected_mac=mac)) as session:
+        flash = steps.restore(report, session, backup, progress)
+    steps.boot_original(report, slot.board, flash, slot.board_type)
+
+
+def _put_back(
+    report: Report,
+    slot: LiveSlot,
+    run: Run,
+    backup: Backup,
+    mac: str,
+    progress: PhaseProgress | None,
+    failure: OperationError,
+) -> None:
+    """The new firmware did not boot: restore the backup rather than leave a board that does
+    not start, then fail with both what happened and what the board holds now."""
+    try:
+        _restore(report, slot, run, backup, mac, progress)
+    except OperationError as err:
+        raise OperationError(
+            f"{failure}; restoring backup {backup.id} failed too: {err} - run "
+            f"`rig restore --slot {slot.id}`"
+        ) from err
+    raise OperationError(
+        f"{failure}; restored backup {backup.id} (verified, and it boots): the board holds "
+        "its original firmware again"
+    ) from failure

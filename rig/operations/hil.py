@@ -12,8 +12,12 @@ another test runner can use them directly::
         with hil.flasher(slot) as esp:                 # download mode by relays
             dump = hil.take_backup(esp, store, sel.backup_meta(slot.id), reuse=True)
             hil.erase_and_check(esp)
-            hil.write_verified(esp, hil.catalog_image(slot.board_type, "custom-grbl"))
-        check = hil.boot(slot, slot.board_type.firmware_named("custom-grbl").console)
+            # the entry's parts, plus what it needs to boot (bootloader, table from the backup)
+            plan = hil.firmware_plan(esp, slot.board_type, "custom-grbl", dump.backup)
+            for image in plan.images:
+                hil.write_verified(esp, image)
+        fw = slot.board_type.firmware_named("custom-grbl")
+        check = hil.boot(slot, fw.console, app_offset=plan.app.offset)  # console None: default
         # put the original back, onto that board only
         hil.ensure_flash(slot, 0, dump.backup.read(), expected_mac=dump.backup.mac)
 
@@ -36,8 +40,15 @@ from rig.board.station import LiveSlot, LiveStation
 from rig.operations.artifacts import Artifacts, safe_name
 from rig.operations.backups import Backup
 from rig.operations.bootcheck import BootCheck, boot_check
+from rig.operations.bootplan import (
+    BootPlan,
+    backup_reader,
+    expected_app,
+    plan_boot,
+    refuse_unless_forced,
+)
 from rig.operations.fastwrite import Progress, WriteStats
-from rig.operations.images import FlashImage, resolve_images
+from rig.operations.images import FlashImage, layout_table, resolve_images
 from rig.operations.safeguards import DumpResult, Transfer, take_backup
 from rig.operations.selection import (
     Selection,
@@ -66,9 +77,12 @@ __all__ = [
     "WriteResult",
     "blank_md5",
     "boot",
-    "catalog_image",
+    "catalog_images",
+    "ensure_firmware",
     "ensure_flash",
     "erase_and_check",
+    "expected_app",
+    "firmware_plan",
     "flasher",
     "identity_properties",
     "known_boards",
@@ -162,10 +176,28 @@ class WriteResult:
     transfer: Transfer  # bytes actually sent, and the time of the whole verified write
 
 
-def catalog_image(board_type: config.BoardType, name: str) -> FlashImage:
-    """A catalog firmware as a checked image (file, sha256, alignment, fit, chip type)."""
-    (image,) = resolve_images([name], board_type)
-    return image
+def catalog_images(board_type: config.BoardType, name: str) -> list[FlashImage]:
+    """A catalog firmware's parts as checked images (files, sha256, alignment, fit, chip)."""
+    return resolve_images([name], board_type)
+
+
+def firmware_plan(
+    session: FlasherSession, board_type: config.BoardType, name: str, backup: Backup | None
+) -> BootPlan:
+    """The catalog firmware ``name`` and what it needs to boot on the chip as it is now (an
+    erased chip gets bootloader and partition table from ``backup``; otadata that selects
+    another app is reset): :func:`rig.operations.bootplan.plan_boot`, refused if it still
+    cannot boot."""
+    saved, source = backup_reader(backup)
+    plan = plan_boot(
+        catalog_images(board_type, name),
+        current=lambda offset, size: session.read(offset, size),
+        backup=saved,
+        backup_name=source,
+        layout=layout_table(board_type),
+    )
+    refuse_unless_forced(plan, name, force=False)
+    return plan
 
 
 def write_verified(
@@ -199,10 +231,36 @@ def ensure_flash(
         return session.write(offset, data)
 
 
-def boot(slot: LiveSlot, pattern: str, timeout: float | None = None) -> BootCheck:
-    """Boot from flash (the board's ``run`` sequence) and wait for ``pattern`` on the console;
-    the relays are released afterwards (a booted firmware keeps itself powered)."""
+def ensure_firmware(
+    slot: LiveSlot,
+    name: str,
+    backup: Backup | None,
+    *,
+    track: Callable[[FlasherSession], None] | None = None,
+) -> BootPlan:
+    """Make the chip hold the catalog firmware ``name`` and what it needs to boot
+    (:func:`firmware_plan`): each image verified by MD5, written only if it differs. Only on
+    the board ``backup`` is of."""
+    expected = backup.mac if backup is not None else None
+    with flasher(slot, track=track, expected_mac=expected) as session:
+        plan = firmware_plan(session, slot.board_type, name, backup)
+        for image in plan.images:
+            if not session.verify(image.offset, image.data):
+                session.write(image.offset, image.data)
+    return plan
+
+
+def boot(
+    slot: LiveSlot,
+    pattern: str | None,
+    timeout: float | None = None,
+    *,
+    app_offset: int | None = None,
+) -> BootCheck:
+    """Boot from flash (the board's ``run`` sequence) and check the console: ``pattern``, or
+    (None) the default check with the app expected at ``app_offset``; the relays are released
+    afterwards (a booted firmware keeps itself powered)."""
     try:
-        return boot_check(slot.board, pattern, timeout)
+        return boot_check(slot.board, pattern, timeout, app_offset=app_offset)
     finally:
         slot.relays.release_all()

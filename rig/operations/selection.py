@@ -26,6 +26,7 @@ from typing import Any
 
 from rig import config
 from rig.errors import BadInput
+from rig.images.info import APP, image_info
 from rig.operations.backups import BackupStore
 
 __all__ = [
@@ -275,18 +276,32 @@ def _firmware_overrides(
 def _apply_overrides(
     boards: dict[str, config.BoardType], overrides: Sequence[tuple[str, str, Path]]
 ) -> dict[str, config.BoardType]:
-    """Board types whose catalog entries point at the override files (sha256 taken from them;
-    offset and console pattern kept)."""
+    """Board types whose catalog entries take the override files (sha256 taken from them;
+    offsets and console pattern kept): a file replaces the entry's only part, or its app."""
     out = dict(boards)
     for board_name, name, path in overrides:
         board = out[board_name]
         entries = []
         for fw in board.firmware:
             if fw.name == name:
-                fields = fw.model_dump()
-                fields["file"] = str(path)
-                fields["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-                fw = config.CatalogFirmware.model_validate(fields)
+                fw = fw.model_copy(update={"parts": _replaced(fw, path)})
             entries.append(fw)
         out[board_name] = board.model_copy(update={"firmware": tuple(entries)})
     return out
+
+
+def _replaced(fw: config.CatalogFirmware, path: Path) -> tuple[config.FirmwarePart, ...]:
+    """``fw``'s parts with ``path`` in place of its only part, or of the part that is an app."""
+
+    def is_app(part: config.FirmwarePart) -> bool:
+        return part.problem() is None and image_info(part.file.read_bytes()).kind == APP
+
+    target = fw.parts[0] if len(fw.parts) == 1 else next(filter(is_app, fw.parts), None)
+    if target is None:
+        raise SelectionError(
+            f"--firmware {fw.name}={path}: the entry has {len(fw.parts)} parts and none is an "
+            "app to replace"
+        )
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    new = target.model_copy(update={"file": path, "sha256": sha256})
+    return tuple(new if part is target else part for part in fw.parts)

@@ -1,4 +1,5 @@
-"""The reported steps, once: identify, backup, dump, erase, write, verify, boot check, restore.
+"""The reported steps, once: identify, backup, dump, boot plan, erase, write, verify, boot check,
+restore (the boot plan and the boot checks from :mod:`rig.operations.bootsteps`).
 
 Library verbs in the style of esptool's ``cmds`` (``read_flash(esp, ...)``): each takes the
 :class:`~rig.operations.report.Report` first, then the flasher session (or the board), is typed,
@@ -20,15 +21,16 @@ import functools
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 
-from rig import config
-from rig.board.protocols import BoardHandle
 from rig.board.station import LiveSlot
 from rig.errors import OperationError
 from rig.operations.backups import Backup, BackupStore
-from rig.operations.bootcheck import GENERIC_BOOT, BootCheck, boot_check
+
+# The boot steps (the plan before an erase, the boot checks) are reported steps too, in a module
+# of their own; every composition reaches them here.
+from rig.operations.bootsteps import boot, boot_original, original_firmware, plan
 from rig.operations.errors import FlasherError
 from rig.operations.fastwrite import Progress, WriteStats
-from rig.operations.images import FlashImage, firmware_in
+from rig.operations.images import FlashImage
 from rig.operations.report import Report
 from rig.operations.safeguards import (
     BackupCheck,
@@ -59,6 +61,7 @@ __all__ = [
     "on_board",
     "original_firmware",
     "phase",
+    "plan",
     "reported",
     "restore",
     "verify",
@@ -126,15 +129,6 @@ def verify_images(session: FlasherSession, images: Sequence[FlashImage]) -> None
             raise FlasherError(
                 f"{session.board.slot_id}: {image.name} at {image.offset:#x}: chip MD5 differs"
             )
-
-
-def original_firmware(
-    flash: bytes, board_type: config.BoardType
-) -> tuple[config.CatalogFirmware | None, str]:
-    """The catalog firmware a whole-flash backup holds and its console pattern (a generic
-    ESP-IDF app start when the backup's app is not in the catalog)."""
-    fw = firmware_in(flash, board_type)
-    return fw, (fw.console if fw is not None else GENERIC_BOOT)
 
 
 def backup_of(session: FlasherSession, store: BackupStore, chosen: Backup | None = None) -> Backup:
@@ -271,45 +265,6 @@ def verify(
         step.detail = f"chip MD5 matches {_where(images)}"
 
 
-def boot(
-    report: Report,
-    board: BoardHandle,
-    pattern: str | None,
-    *,
-    app_offset: int | None = None,
-    firmware: str | None = None,
-    what: str | None = None,
-    name: str = "boot check",
-    tail: int | None = None,
-) -> BootCheck:
-    """Boot from flash and check the console: ``pattern`` shows, or (None) the default check
-    with the app expected at ``app_offset`` (:mod:`rig.operations.bootcheck`); the step's data
-    keep the console (its last ``tail`` characters, if given). ``what`` names the firmware in
-    the detail and the error (default: ``firmware``)."""
-    label = what or firmware or "the firmware"
-    with report.step(name) as step:
-        check = boot_check(board, pattern, app_offset=app_offset)
-        console = check.console if tail is None else check.console[-tail:]
-        step.data = {
-            "console": console,
-            "seconds": round(check.seconds, 3),
-            "firmware": firmware,
-            "check": "default" if pattern is None else "pattern",
-            "app_offset": app_offset,
-        }
-        if not check.ok:
-            raise OperationError(f"{label} did not boot: {check.problem}")
-        if pattern is not None:
-            step.detail = f"{label}: console matched {pattern!r} after {check.seconds:.1f} s"
-        else:
-            where = "" if app_offset is None else f" at {app_offset:#x}"
-            step.detail = (
-                f"{label}: the bootloader loaded the app{where}; no panic or reset within "
-                f"{board.type.boot_settle:.1f} s"
-            )
-    return check
-
-
 def restore(
     report: Report,
     session: FlasherSession,
@@ -349,16 +304,6 @@ def restore(
             raise OperationError("restored flash does not match the backup")
         step.detail = "chip MD5 of the whole flash matches the backup"
     return data
-
-
-def boot_original(
-    report: Report, board: BoardHandle, flash: bytes, board_type: config.BoardType
-) -> BootCheck:
-    """The restored firmware boots: its catalog console pattern, or ESP-IDF's app start."""
-    fw, pattern = original_firmware(flash, board_type)
-    name = fw.name if fw is not None else None
-    what = f"the restored {name}" if name else "the restored firmware"
-    return boot(report, board, pattern, firmware=name, what=what, name="boot check original")
 
 
 # -- a reported run --------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The scripted hardware-in-the-loop suite: ``pytest --board l7x`` (see docs/runner.md).
 
 Per board, in this order: identify; the dump (the session's verified backup) equals the chip's
-MD5; erase leaves the flash blank; for each catalog firmware: write + verify, then a boot check
-sees its console banner; restore the original (the backup) and verify; a boot check sees the
-original's banner. Destructive steps are marked ``destructive`` (skipped with
+MD5; erase leaves the flash blank; for each catalog firmware of the station: write + verify (with
+what it needs to boot: bootloader and partition table from the backup for an app-only entry,
+otadata that selects it), then a boot check sees its console pattern (the default check for an
+entry without one); restore the original (the backup) and verify; the original boots (its
+catalog pattern, else the default check). Destructive steps are marked ``destructive`` (skipped with
 ``--no-destructive``). The plugin takes the verified backup before a board's first test, marked
 or not, and puts it back when the slot is done if a failure left the flash changed.
 
@@ -57,21 +59,23 @@ def test_erase_leaves_flash_blank(esp):
 class TestCatalogFirmware:
     """Runs once per catalog entry of the board's type: write + verify, then boot."""
 
-    def test_write_and_verify(self, board, esp, catalog_firmware, rig_record):
-        image = hil.catalog_image(board.board_type, catalog_firmware.name)
-        result = hil.write_verified(esp, image)
-        assert esp.verify(image.offset, image.data)
-        rig_record("bytes_written", result.stats.written)
-        rig_record("bytes_per_s", result.transfer.bytes_per_s)
+    def test_write_and_verify(self, board, esp, backup, catalog_firmware, rig_record):
+        plan = hil.firmware_plan(esp, board.board_type, catalog_firmware.name, backup)
+        results = [hil.write_verified(esp, image) for image in plan.images]
+        for image in plan.images:
+            assert esp.verify(image.offset, image.data), image.name
+        written = sum(r.stats.written for r in results)
+        seconds = sum(r.transfer.seconds for r in results)
+        rig_record("bytes_written", written)
+        rig_record("bytes_per_s", round(written / seconds) if seconds > 0 else 0)
 
-    def test_boot_check(self, board, catalog_firmware, artifacts):
-        image = hil.catalog_image(board.board_type, catalog_firmware.name)
-        hil.ensure_flash(board, image.offset, image.data, track=artifacts.track)
-        check = hil.boot(board, catalog_firmware.console)
+    def test_boot_check(self, board, backup, catalog_firmware, artifacts):
+        plan = hil.ensure_firmware(board, catalog_firmware.name, backup, track=artifacts.track)
+        check = hil.boot(board, catalog_firmware.console, app_offset=plan.app.offset)
         artifacts.console(check.console, f"boot check {catalog_firmware.name}")
         assert check.ok, (
-            f"{catalog_firmware.name}: the console never showed {check.pattern!r} within "
-            f"{check.seconds:.1f} s; it ended with:\n{check.console[-500:]}"
+            f"{catalog_firmware.name} did not boot within {check.seconds:.1f} s: "
+            f"{check.problem}; the console ended with:\n{check.console[-500:]}"
         )
 
 
@@ -91,10 +95,11 @@ def test_boot_check_original(board, backup, artifacts, rig_record):
     data = backup.read()
     hil.ensure_flash(board, 0, data, track=artifacts.track)
     fw, pattern = hil.original_firmware(data, board.board_type)
+    app = hil.expected_app(lambda offset, size: data[offset : offset + size])
     rig_record("firmware", fw.name if fw is not None else "not in the catalog")
-    check = hil.boot(board, pattern)
+    check = hil.boot(board, pattern, app_offset=app.offset if app is not None else None)
     artifacts.console(check.console, "boot check original")
     assert check.ok, (
-        f"the original firmware's console never showed {pattern!r} within "
-        f"{check.seconds:.1f} s; it ended with:\n{check.console[-500:]}"
+        f"the original firmware did not boot within {check.seconds:.1f} s: {check.problem}; "
+        f"the console ended with:\n{check.console[-500:]}"
     )

@@ -50,11 +50,11 @@ def test_bad_station_is_bad_input_before_anything_moves(tmp_path):
     assert f"{station}:6:" in proc.stderr and "nosuch" in proc.stderr
 
 
-def test_schema_is_json_for_both_kinds():
+def test_schema_is_json_for_every_kind():
     proc = rig("schema")
     assert proc.returncode == 0
     schema = json.loads(proc.stdout)
-    assert set(schema) == {"board", "station"}
+    assert set(schema) == {"board", "station", "catalog"}
     assert "sequences" in json.dumps(schema["board"])
 
 

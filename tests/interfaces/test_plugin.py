@@ -34,6 +34,7 @@ def sim(pytester, tmp_path, monkeypatch):
     data = yaml.safe_load((builtin_configs_dir() / "stations" / "sim.yaml").read_text())
     data["locks"] = str(tmp_path / "locks")
     data["backups"] = str(tmp_path / "station-backups")
+    data["firmware"] = [str(builtin_configs_dir() / "firmware"), str(tmp_path / "sim-firmware")]
     station = tmp_path / "stations" / "sim.yaml"
     station.parent.mkdir()
     station.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -86,13 +86,13 @@ def bench(tmp_path, golden):
         if download_retries is not None:
             text = (builtin_configs_dir() / "boards" / "l7x.yaml").read_text()
             text = text.replace("download_retries: 3", f"download_retries: {download_retries}")
-            text = text.replace("file: ../firmware/", f"file: {builtin_configs_dir()}/firmware/")
             (tmp_path / "boards").mkdir()
             (tmp_path / "boards" / "l7x.yaml").write_text(text)
         lines = [
             "name: bench",
             f"backups: {backups}",
             f"locks: {tmp_path / 'locks'}",
+            f"firmware: {builtin_configs_dir() / 'firmware'}",  # the synthetic images' catalog
             "pins: {backend: sim}",
             "slots:",
         ]
@@ -304,7 +304,7 @@ def test_sigterm_mid_run_stops_every_board_and_releases_every_relay(bench):
         board = boards[slot]
         assert board["result"] == "stopped"
         assert board["error"] == "SIGTERM: stopped during the dump: nothing was written"
-        assert board["not_done"] == ["backup", "write", "verify", "boot check"]
+        assert board["not_done"] == ["backup", "boot plan", "write", "verify", "boot check"]
         # The power relay was held mid-dump, and released when the worker stopped.
         assert board["relays_before_release"] == {"io0": False, "power": True}
         assert board["relays_after_release"] == {"io0": False, "power": False}
@@ -577,6 +577,7 @@ def gpio_bench(tmp_path, golden):
     station.parent.mkdir()
     station.write_text(
         f"name: bench\nbackups: {backups}\nlocks: {tmp_path / 'locks'}\n"
+        f"firmware: {builtin_configs_dir() / 'firmware'}\n"
         f"pins: {{backend: gpiod, chip: {dev / 'gpiochip0'}}}\nslots:\n"
         f"  - {{id: l7x-1, board: l7x, port: {board.port_alias}, "
         f"relays: {{io0: {{pin: {IO0}}}, power: {{pin: {POWER}}}}}}}\n"

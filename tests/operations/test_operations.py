@@ -206,6 +206,7 @@ def test_cycle_json_reports_every_step(sim_station_config, sim_station_file):
     assert [s["name"] for s in report["steps"]] == [
         "identify",
         "backup",
+        "boot plan",
         "erase",
         "write",
         "verify",
@@ -216,10 +217,11 @@ def test_cycle_json_reports_every_step(sim_station_config, sim_station_file):
     ]
     assert all(s["ok"] for s in report["steps"])
     assert report["mac"] == mac and report["steps"][1]["data"]["taken"] is False
-    restore = report["steps"][6]["data"]
+    assert report["steps"][2]["data"]["added"] == []  # merged: bootloader and table included
+    restore = report["steps"][7]["data"]
     assert restore["bytes_skipped"] > 0 and restore["bytes_written"] > 0
-    assert "Grbl 1.3a" in report["steps"][5]["data"]["console"]
-    assert "Grbl 1.1f" in report["steps"][8]["data"]["console"]
+    assert "Grbl 1.3a" in report["steps"][6]["data"]["console"]
+    assert "Grbl 1.1f" in report["steps"][9]["data"]["console"]
 
 
 def test_power_loss_mid_write_and_mid_read_are_recovered_automatically(station):

@@ -1,5 +1,5 @@
-"""The attempts on one board in its open slot: connect, backup, write, verify, boot check, with a
-safe point before each, retries with backoff after a transient failure.
+"""The attempts on one board in its open slot: connect, backup, boot plan, write, verify, boot
+check, with a safe point before each, retries with backoff after a transient failure.
 
 A transient failure (:func:`rig.errors.is_transient`: no download mode, no sync, timeouts, a lost
 port) re-runs the whole attempt after ``backoff * 2**(n-1)`` seconds; anything else (the wrong
@@ -179,16 +179,27 @@ class BoardAttempts:
             check = steps.backup(report, session, policy, self._progress)
             result.backup, result.backup_taken = check.backup.id, check.taken
             self.log(check.detail)
+            board_type = self.slot.board_type
+            plan = steps.plan(
+                report,
+                session,
+                job.images,
+                check.backup,
+                board_type,
+                erase=False,
+                what=job.firmware,
+            )
+            self.log(report.steps[-1].detail)
             self.checkpoint("the write")
             self.set_phase("write")
             self.writing = True
-            stats = steps.write(report, session, job.images, self._progress)
+            stats = steps.write(report, session, plan.images, self._progress)
             self.writing = False
             result.bytes_written += stats.written
             result.bytes_skipped = stats.skipped
             self.log(report.steps[-1].detail)
             self.set_phase("verify")
-            steps.verify(report, session, job.images)
+            steps.verify(report, session, plan.images)
         finally:
             session.close()
             if session.recoveries:
@@ -198,8 +209,16 @@ class BoardAttempts:
                 self.log("esptool:\n  " + "\n  ".join(session.log_lines))
         self.checkpoint("the boot check")
         self.set_phase("boot")
+        app_offset = plan.app.offset if plan.app is not None else None
         try:
-            steps.boot(report, self.board, job.console, firmware=job.firmware, tail=CONSOLE_TAIL)
+            steps.boot(
+                report,
+                self.board,
+                job.console,
+                app_offset=app_offset,
+                firmware=job.firmware,
+                tail=CONSOLE_TAIL,
+            )
         finally:
             console = report.steps[-1].data.get("console")
             if console is not None:

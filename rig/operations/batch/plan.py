@@ -25,7 +25,7 @@ class Job:
     slot_id: str
     firmware: str
     images: tuple[FlashImage, ...]
-    console: str  # the firmware's console regex (boot check)
+    console: str | None  # the firmware's console regex (boot check; None: the default check)
     retries: int
     backoff: float
     run_dir: str
@@ -66,8 +66,8 @@ def plan_batch(
     board_type = station.boards[board]
     if "@" in firmware:
         raise BadInput(
-            f"{firmware!r}: name a firmware of the {board} catalog; the boot check needs its "
-            "console pattern"
+            f"{firmware!r}: name a firmware of the {board} catalog (`rig firmware add FILE` "
+            "imports a file into the station's catalog)"
         )
     try:
         fw = board_type.firmware_named(firmware)

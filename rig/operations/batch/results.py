@@ -18,7 +18,7 @@ __all__ = [
     "describe_relays",
 ]
 
-STEPS = ("connect", "backup", "write", "verify", "boot check")
+STEPS = ("connect", "backup", "boot plan", "write", "verify", "boot check")
 OK, FAILED, QUARANTINED = "ok", "failed", "quarantined"
 STOPPED, NOT_STARTED, SKIPPED = "stopped", "not started", "skipped"
 RESULTS = (OK, FAILED, QUARANTINED, STOPPED, NOT_STARTED, SKIPPED)
