@@ -24,7 +24,15 @@ Paths in files (firmware files, backups, locks, simulated flash images) expand `
 """
 
 from .board import BoardType, FlashRegion, FlashSpec, Rfc2217Mapping, SerialFacts
-from .catalog import CATALOG_FILE, Catalog, CatalogFirmware, FirmwarePart, sha256_of
+from .catalog import (
+    CATALOG_FILE,
+    Catalog,
+    CatalogFirmware,
+    FirmwarePart,
+    appended_catalog,
+    entry_yaml,
+    sha256_of,
+)
 from .checking import check_files, json_schema
 from .errors import ConfigError
 from .faults import FAULT_KINDS, Fault, FaultSpec, parse_fault
@@ -73,10 +81,12 @@ __all__ = [
     "SimVariant",
     "Slot",
     "Station",
+    "appended_catalog",
     "board_dirs_for",
     "builtin_configs_dir",
     "check_files",
     "default_station",
+    "entry_yaml",
     "json_schema",
     "load_board",
     "load_boards",

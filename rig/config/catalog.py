@@ -21,6 +21,7 @@ check`` and ``rig firmware list``, so a file moved away does not stop ``rig dump
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,7 +32,16 @@ from pydantic.json_schema import SkipJsonSchema
 from .errors import ConfigError, bundle, fail
 from .types import FilePath, FrozenModel, Name, Offset
 
-__all__ = ["CATALOG_FILE", "Catalog", "CatalogFirmware", "FirmwarePart", "Sha256", "sha256_of"]
+__all__ = [
+    "CATALOG_FILE",
+    "Catalog",
+    "CatalogFirmware",
+    "FirmwarePart",
+    "Sha256",
+    "appended_catalog",
+    "entry_yaml",
+    "sha256_of",
+]
 
 CATALOG_FILE = "catalog.yaml"
 
@@ -178,3 +188,43 @@ class Catalog(FrozenModel):
     """A ``catalog.yaml``: firmware entries (names unique across the station's catalogs)."""
 
     firmware: Annotated[tuple[CatalogFirmware, ...], BeforeValidator(_none_is_empty)] = ()
+
+
+CATALOG_HEADER = """\
+# Firmware catalog (rig firmware add | list | show). Each entry is a firmware for one board type:
+# its parts (file@offset with a pinned sha256; files relative to this directory, ~ and ${VAR}
+# expanded) and an optional console regex (without one, the default boot check applies).
+"""
+
+
+def entry_yaml(
+    name: str,
+    board: str,
+    parts: list[tuple[str, int, str]],
+    console: str | None = None,
+    description: str | None = None,
+) -> str:
+    """One catalog entry as YAML block text, for appending to a ``catalog.yaml`` (the file keeps
+    its comments and layout). ``parts``: ``(file, offset, sha256)``. Strings are written as JSON
+    strings, which YAML reads as double-quoted scalars."""
+    lines = [f"  - name: {name}", f"    board: {board}", "    parts:"]
+    for file, offset, sha256 in parts:
+        quoted = json.dumps(sha256)
+        lines.append(f"      - {{file: {json.dumps(file)}, offset: {offset:#x}, sha256: {quoted}}}")
+    if console is not None:
+        lines.append(f"    console: {json.dumps(console)}")
+    if description is not None:
+        lines.append(f"    description: {json.dumps(description)}")
+    return "\n".join(lines) + "\n"
+
+
+def appended_catalog(path: Path, entry: str) -> str:
+    """The text of ``path`` (a new catalog if it does not exist) with ``entry`` appended to its
+    ``firmware:`` list, which must be its last key and a block list (the caller validates the
+    result and keeps the old text if it is not)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else CATALOG_HEADER
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if not re.search(r"^firmware:[ \t]*(#.*)?$", text, re.MULTILINE):
+        text += "firmware:\n"
+    return text + entry

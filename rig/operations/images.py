@@ -45,6 +45,7 @@ __all__ = [
     "FlashImage",
     "PlacementError",
     "check_image",
+    "check_overlaps",
     "check_placement",
     "esp_images_in",
     "firmware_in",
@@ -126,12 +127,17 @@ def resolve_images(specs: list[str], board_type: config.BoardType) -> list[Flash
     images.sort(key=lambda i: i.offset)
     for image in images:
         check_image(image, board_type)
+    check_overlaps(images)
+    return images
+
+
+def check_overlaps(images: Sequence[FlashImage]) -> None:
+    """No two of ``images`` (sorted by offset) overlap."""
     for a, b in zip(images, images[1:], strict=False):
         if b.offset < a.end:
             raise BadInput(
                 f"{a.name} ({a.offset:#x}-{a.end:#x}) overlaps {b.name} at {b.offset:#x}"
             )
-    return images
 
 
 def check_image(image: FlashImage, board_type: config.BoardType) -> None:

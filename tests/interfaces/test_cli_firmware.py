@@ -165,3 +165,58 @@ def test_a_cycle_whose_firmware_does_not_boot_restores_the_backup_and_says_so(ri
     assert f"the app at 0x10000 crashed: {panic}" in report["error"]
     assert f"restored backup {backup.id}" in report["error"]
     assert rig.flash() == VENDOR
+
+
+# -- rig firmware add | list | show ----------------------------------------------------------------
+def test_firmware_add_round_trips_through_list_and_show(rig, tmp_path):
+    app = app_file(tmp_path, name="sketch.ino.bin")
+    added = report_of(rig("firmware", "add", app, "--board", "l7x", "--json"))
+    sha = hashlib.sha256((tmp_path / "sketch.ino.bin").read_bytes()).hexdigest()
+    assert added["name"] == "sketch.ino" and added["parts"] == ["sketch.ino.bin@0x10000"]
+    assert added["sha256"] == sha and added["console"] == "default check"
+    stored = tmp_path / "sim-firmware" / "sketch.ino" / "sketch.ino.bin"
+    assert stored.read_bytes() == (tmp_path / "sketch.ino.bin").read_bytes()
+    listed = report_of(rig("firmware", "list", "--json"))
+    assert [row["name"] for row in listed] == ["vendor-l7x", "custom-grbl", "sketch.ino"]
+    assert listed[-1] == {**added, "files": "ok"}
+    shown = report_of(rig("firmware", "show", "sketch.ino", "--json"))
+    [part] = shown["parts"]
+    assert shown["problems"] == [] and part["status"] == "ok" and part["sha256"] == sha
+    [image] = part["images"]
+    assert (image["kind"], image["address"], image["partition"]) == ("app", 0x10000, "app0")
+    assert image["header"]["sha256_digest"] == "valid" and image["app"]["project"] == "my-app"
+    # The pinned sha256 is checked on use: a file changed since is refused before any relay.
+    stored.write_bytes(stored.read_bytes()[:-1] + b"\x00")
+    changed = rig("write", "--slot", SLOT, "sketch.ino")
+    assert changed.exit_code == 2 and "the catalog pins" in changed.output
+    assert rig("firmware", "show", "sketch.ino").exit_code == 2
+    assert not rig.touched()
+
+
+def test_firmware_add_refuses_what_the_rig_would_not_write_and_changes_nothing(rig, tmp_path):
+    other_chip = tmp_path / "c3.bin"
+    other_chip.write_bytes(custom_grbl_app()[:12] + b"\x05" + custom_grbl_app()[13:])
+    result = rig("firmware", "add", str(other_chip), "--offset", "0x10000")
+    assert result.exit_code == 2 and "chip id 5, not ESP32" in result.output
+    result = rig("firmware", "add", f"{app_file(tmp_path)}@0x1000", "--name", "x")
+    assert result.exit_code == 2 and "where the second-stage bootloader goes" in result.output
+    result = rig("firmware", "add", app_file(tmp_path), "--name", "custom-grbl")
+    assert result.exit_code == 2 and "already has a firmware named 'custom-grbl'" in result.output
+    assert not (tmp_path / "sim-firmware").exists()
+
+
+def test_firmware_add_takes_an_esp_idf_build_from_its_flasher_args(rig, tmp_path):
+    build = tmp_path / "build"
+    (build / "bootloader").mkdir(parents=True)
+    (build / "bootloader" / "bootloader.bin").write_bytes(VENDOR[0x1000 : 0x1000 + 19680])
+    (build / "partitions.bin").write_bytes(VENDOR[0x8000:0x8C00])
+    (build / "hello.bin").write_bytes(custom_grbl_app())
+    files = {"0x1000": "bootloader/bootloader.bin", "0x8000": "partitions.bin"}
+    files["0x10000"] = "hello.bin"
+    (build / "flasher_args.json").write_text(json.dumps({"flash_files": files}))
+    added = report_of(rig("firmware", "add", str(build / "flasher_args.json"), "--json"))
+    assert added["name"] == "hello" and added["parts"] == [
+        "bootloader.bin@0x1000",
+        "partitions.bin@0x8000",
+        "hello.bin@0x10000",
+    ]

@@ -69,8 +69,7 @@ def test_the_default_check_fails_on_a_reset_loop(station):
     check = boot_check(slot.board, None, app_offset=APP_OFFSET)
     assert not check.ok
     assert check.problem == (
-        "the board reset (rst:0x8 TG1WDT_SYS_RESET) after the app at 0x10000 started: "
-        "a reset loop"
+        "the board reset (rst:0x8 TG1WDT_SYS_RESET) after the app at 0x10000 started: a reset loop"
     )
 
 
