@@ -416,6 +416,11 @@ def slot_is_free(tmp_path: Path, slot: str = "l7x-1") -> bool:
     return True
 
 
+# Where raw data belongs: the L7X layout's spiffs data partition (an app partition takes only
+# app images, checked before a relay moves).
+DATA_OFFSET = 0x290000
+
+
 def image_file(tmp_path: Path, size: int = 0x40000) -> Path:
     data = bytearray(os.urandom(size))
     data[0] = 0  # not an ESP image header: written as raw data
@@ -461,7 +466,7 @@ def test_sigterm_mid_write_and_a_second_process_on_the_slot(tmp_path):
     proc = rig(
         tmp_path,
         *("write", "--json", "--station", str(station), "--slot", "l7x-1"),
-        *("--backup", "require", f"{image}@0x10000"),
+        *("--backup", "require", f"{image}@{DATA_OFFSET:#x}"),
         trace=trace,
     )
     wait_for(trace, "fault stall", proc)
@@ -599,7 +604,7 @@ def test_unwritable_backups_directory_is_refused_before_the_board_is_touched(tmp
     trace = tmp_path / "trace"
     station = station_file(tmp_path, backups=blocker / "backups")
     image = image_file(tmp_path, 0x1000)
-    for args in (["dump"], ["write", f"{image}@0x10000"], ["cycle", "--board", "l7x"]):
+    for args in (["dump"], ["write", f"{image}@{DATA_OFFSET:#x}"], ["cycle", "--board", "l7x"]):
         proc = rig(tmp_path, *args, "--station", str(station), "--slot", "l7x-1", trace=trace)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, out + err
