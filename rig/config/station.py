@@ -260,6 +260,10 @@ class Station(FrozenModel):
         ids: dict[str, int] = {}
         pins: dict[Any, tuple[str, str]] = {}
         owners: dict[tuple[str, str], str] = {}
+        for i, directory in enumerate(self.firmware):
+            if directory in self.firmware[:i]:
+                message = f"firmware directory {directory} is listed twice"
+                problems.append((("firmware", i), message))
         for i, slot in enumerate(self.slots):
             if slot.id in ids:
                 problems.append(

@@ -222,3 +222,14 @@ def test_a_catalog_entry_can_have_several_parts(catalog, station, tmp_path):
     twice = text.replace("offset: 0xe000", "offset: 0x10000")
     error = only_error(catalog(twice), line_of(twice, "offset: 0x10000", 2))
     assert error.message == "two parts at offset 0x10000"
+
+
+def test_a_firmware_directory_listed_twice_is_an_error_of_the_station(catalog, station):
+    """Its catalog would be read twice: every name defined twice, reported in the catalog."""
+    catalog()
+    path = station("[../firmware, ../firmware]")
+    with pytest.raises(ConfigError) as raised:
+        load_station(path)
+    error = raised.value
+    assert (error.file, error.where) == (path, "firmware[1]")
+    assert error.message.endswith("firmware is listed twice")
