@@ -148,14 +148,14 @@ def plan_boot(
     if _bootloader(after.read) is None:
         data = _bootloader(backup) if backup is not None else None
         if data is None:
-            problems.append(_missing("a bootloader at 0x1000", backup is not None))
+            problems.append(_missing("bootloader at 0x1000", backup is not None))
         else:
             name = f"bootloader ({backup_name})"
             added.append(FlashImage(name, BOOTLOADER_OFFSET, data, backup_name))
     if _table(after.read) is None:
         table_image = _table_from(backup, backup_name, layout)
         if table_image is None:
-            problems.append(_missing("a partition table at 0x8000", backup is not None))
+            problems.append(_missing("partition table at 0x8000", backup is not None))
         else:
             added.append(table_image)
     after = _After(current, images + added)
@@ -172,7 +172,7 @@ def plan_boot(
 
 def _missing(what: str, have_backup: bool) -> str:
     source = "the backup has none" if have_backup else "there is no backup to take one from"
-    return f"after these steps the flash has no {what}, and {source}"
+    return f"the flash would have no {what}, and {source}"
 
 
 def _table_from(

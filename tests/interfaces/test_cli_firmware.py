@@ -220,3 +220,24 @@ def test_firmware_add_takes_an_esp_idf_build_from_its_flasher_args(rig, tmp_path
         "partitions.bin@0x8000",
         "hello.bin@0x10000",
     ]
+
+
+def test_an_image_that_cannot_boot_is_refused_before_the_erase(rig, tmp_path):
+    """A DevKitC with an erased flash: its backup holds no bootloader and no partition table,
+    and its board type has no layout: an app alone cannot boot after the chip erase. The cycle
+    says why and stops before the erase (exit 1: the board was connected and backed up)."""
+    blank = b"\xff" * 0x400000
+    devkit_mac = format_mac(mac_from_seed("devkit:devkitc-1"))
+    md5 = hashlib.md5(blank).hexdigest()
+    BackupStore(tmp_path / "backups").save(devkit_mac, blank, md5, {}, flash_size=len(blank))
+    app = app_file(tmp_path)
+    result = rig("cycle", "--slot", "devkitc-1", "--firmware", f"{app}@0x10000", "--json")
+    report = report_of(result, code=1)
+    assert [s["name"] for s in report["steps"]] == ["identify", "backup", "boot plan"]
+    assert report["error"].startswith(
+        "app.bin cannot boot after these steps: the flash would have no bootloader at 0x1000, "
+        "and the backup has none; the flash would have no partition table at 0x8000"
+    )
+    assert report["error"].endswith(
+        "refusing before anything is erased or written (--force to do it anyway)"
+    )
