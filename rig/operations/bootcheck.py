@@ -43,14 +43,16 @@ __all__ = [
 
 # ESP-IDF's app start (cpu_start), for callers that want a pattern for any IDF app.
 GENERIC_BOOT = r"(cpu_start|app_start): (Pro cpu start|Project name)"
+# Whole lines (up to their end: the console is read in chunks, and a stop on half a line would
+# read "offset 0x1" for "offset 0x10000").
 # The ROM's and the bootloader's complaints: nothing boots.
 BOOT_FAILURE = re.compile(
-    r"invalid header[^\r\n]*|csum err[^\r\n]*|flash read err[^\r\n]*|No bootable app[^\r\n]*"
+    r"(?:invalid header|csum err|flash read err|No bootable app)[^\r\n]*\r?\n"
 )
-LOADED = re.compile(r"Loaded app from partition at offset (0x[0-9a-fA-F]+)")
+LOADED = re.compile(r"Loaded app from partition at offset (0x[0-9a-fA-F]+)\r?\n")
 CRASH = re.compile(
-    r"Guru Meditation Error[^\r\n]*|abort\(\) was called[^\r\n]*"
-    r"|Brownout detector was triggered|Task watchdog got triggered[^\r\n]*|Rebooting\.\.\."
+    r"(?:Guru Meditation Error|abort\(\) was called|Brownout detector was triggered"
+    r"|Task watchdog got triggered|Rebooting\.\.\.)[^\r\n]*\r?\n"
 )
 RESET = re.compile(r"rst:(0x[0-9a-fA-F]+) \((\w+)\),boot:")
 
@@ -103,14 +105,13 @@ def boot_check(
 def _default_console(board: BoardHandle, ser: serial.SerialBase, timeout: float) -> str:
     """The console until the bootloader loads an app (or gives up), then ``boot_settle``
     seconds more unless the app crashes or resets first."""
-    loaded_or_failed = f"{LOADED.pattern}|{BOOT_FAILURE.pattern}"
-    seen, text = board.expect(ser, loaded_or_failed, timeout)
-    if seen and LOADED.search(text):
-        start = LOADED.search(text).end()
-        tail = text[start:]
-        if not (CRASH.search(tail) or RESET.search(tail)):
-            _, more = board.expect(ser, f"{CRASH.pattern}|{RESET.pattern}", board.type.boot_settle)
-            text += more
+    _, text = board.expect(ser, f"{LOADED.pattern}|{BOOT_FAILURE.pattern}", timeout)
+    loaded = LOADED.search(text)
+    if loaded is not None and not (
+        CRASH.search(text, loaded.end()) or RESET.search(text, loaded.end())
+    ):
+        _, more = board.expect(ser, f"{CRASH.pattern}|{RESET.pattern}", board.type.boot_settle)
+        text += more
     return text
 
 

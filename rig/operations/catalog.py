@@ -135,7 +135,7 @@ def import_firmware(
         for image in images:
             (folder / image.name).write_bytes(image.data)
         _write(catalog, config.appended_catalog(catalog, entry))
-        entries = config.load_catalogs(station.firmware_dirs, station.boards)
+        entries = config.load_catalogs(station.firmware_dirs)  # the station checked the rest
     except (config.ConfigError, OSError) as err:
         _undo(folder, catalog, old)
         raise BadInput(f"cannot add {name} to {catalog}: {err}") from err

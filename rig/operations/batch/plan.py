@@ -10,7 +10,7 @@ from rig import config
 from rig.errors import BadInput
 from rig.operations.backups import BackupStore
 from rig.operations.batch.quarantine import QuarantineEntry, StateError, StationState
-from rig.operations.images import FlashImage, resolve_images
+from rig.operations.images import FlashImage, check_placement, layout_table, resolve_images
 from rig.operations.safeguards import prepare_backups
 from rig.operations.selection import board_slots
 
@@ -74,6 +74,7 @@ def plan_batch(
     except KeyError as err:
         raise BadInput(err.args[0]) from None
     images = tuple(resolve_images([firmware], board_type))
+    check_placement(images, layout_table(board_type) or None)
     if jobs is not None and jobs < 1:
         raise BadInput(f"--jobs must be at least 1 (got {jobs})")
     if retries < 0:
