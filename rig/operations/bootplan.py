@@ -73,7 +73,13 @@ class BootPlan:
             if self.app is None
             else {"label": self.app.label, "offset": self.app.offset},
             "added": [
-                {"name": i.name, "offset": i.offset, "size": len(i.data), "sha256": i.sha256}
+                {
+                    "name": i.name,
+                    "offset": i.offset,
+                    "size": len(i.data),
+                    "sha256": i.sha256,
+                    "source": i.source,
+                }
                 for i in self.added
             ],
             "problems": list(self.problems),
@@ -150,8 +156,9 @@ def plan_boot(
         if data is None:
             problems.append(_missing("bootloader at 0x1000", backup is not None))
         else:
-            name = f"bootloader ({backup_name})"
-            added.append(FlashImage(name, BOOTLOADER_OFFSET, data, backup_name))
+            added.append(
+                FlashImage("bootloader from the backup", BOOTLOADER_OFFSET, data, backup_name)
+            )
     if _table(after.read) is None:
         table_image = _table_from(backup, backup_name, layout)
         if table_image is None:
@@ -181,11 +188,11 @@ def _table_from(
     """The partition table sector of the backup, else one built from the board's layout."""
     if backup is not None and _table(backup) is not None:
         sector = backup(PARTITION_TABLE_OFFSET, SECTOR)
-        name = f"partition table ({backup_name})"
+        name = "partition table from the backup"
         return FlashImage(name, PARTITION_TABLE_OFFSET, sector, backup_name)
     if layout:
         table = build_table(layout)
-        name = "partition table (board layout)"
+        name = "partition table from the board layout"
         return FlashImage(name, PARTITION_TABLE_OFFSET, table, "the board type's layout")
     return None
 

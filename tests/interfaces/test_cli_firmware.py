@@ -72,9 +72,9 @@ def test_cycle_accepts_file_at_offset_and_an_app_only_image_boots_after_the_chip
     report = report_of(rig("cycle", "--slot", SLOT, "--firmware", f"{app}@0x10000", "--json"))
     steps = {s["name"]: s for s in report["steps"]}
     plan = steps["boot plan"]
-    assert [i["name"] for i in plan["data"]["added"]] == [
-        f"bootloader (backup {backup.id})",
-        f"partition table (backup {backup.id})",
+    assert [(i["name"], i["source"]) for i in plan["data"]["added"]] == [
+        ("bootloader from the backup", f"backup {backup.id}"),
+        ("partition table from the backup", f"backup {backup.id}"),
     ]
     boot = steps["boot check"]
     assert boot["data"]["check"] == "default" and boot["data"]["app_offset"] == 0x10000

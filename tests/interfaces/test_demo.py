@@ -93,9 +93,10 @@ def test_a_users_app_only_file_goes_through_the_cycle_on_the_simulated_l7x(tmp_p
     report = json.loads(cycle.stdout)
     steps = {s["name"]: s for s in report["steps"]}
     assert report["ok"] and report["slot"] == "l7x-1" and report["mac"] == mac
-    assert [i["name"] for i in steps["boot plan"]["data"]["added"]] == [
-        f"bootloader (backup {backup.id})",
-        f"partition table (backup {backup.id})",
+    added = steps["boot plan"]["data"]["added"]
+    assert [(i["name"], i["source"]) for i in added] == [
+        ("bootloader from the backup", f"backup {backup.id}"),
+        ("partition table from the backup", f"backup {backup.id}"),
     ]
     assert steps["boot check"]["data"]["check"] == "default"
     assert "my-grbl up" in steps["boot check"]["data"]["console"]  # the app booted

@@ -28,8 +28,8 @@ def with_otadata_seq(flash: bytes, seq: int) -> bytes:
 def test_after_a_chip_erase_an_app_gets_bootloader_and_table_from_the_backup():
     plan = plan_boot([APP], current=None, backup=reader(VENDOR), backup_name="backup B", layout=[])
     assert [(i.name, i.offset) for i in plan.added] == [
-        ("bootloader (backup B)", 0x1000),
-        ("partition table (backup B)", 0x8000),
+        ("bootloader from the backup", 0x1000),
+        ("partition table from the backup", 0x8000),
     ]
     assert plan.added[0].data == VENDOR[0x1000 : 0x1000 + len(plan.added[0].data)]
     assert plan.added[1].data == VENDOR[0x8000:0x9000]
@@ -41,7 +41,7 @@ def test_without_a_backup_the_table_comes_from_the_layout_and_the_bootloader_is_
     plan = plan_boot(
         [APP], current=None, backup=None, backup_name="no backup", layout=list(DEFAULT_PARTITIONS)
     )
-    assert [i.name for i in plan.added] == ["partition table (board layout)"]
+    assert [i.name for i in plan.added] == ["partition table from the board layout"]
     assert plan.problems == (
         "the flash would have no bootloader at 0x1000, and there is no backup to take one from",
     )
