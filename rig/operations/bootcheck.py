@@ -33,7 +33,6 @@ from rig.images.console import SIMULATED_APP_RE
 __all__ = [
     "BOOT_FAILURE",
     "CRASH",
-    "GENERIC_BOOT",
     "LOADED",
     "RESET",
     "BootCheck",
@@ -41,8 +40,6 @@ __all__ = [
     "boot_check",
 ]
 
-# ESP-IDF's app start (cpu_start), for callers that want a pattern for any IDF app.
-GENERIC_BOOT = r"(cpu_start|app_start): (Pro cpu start|Project name)"
 # Whole lines (up to their end: the console is read in chunks, and a stop on half a line would
 # read "offset 0x1" for "offset 0x10000").
 # The ROM's and the bootloader's complaints: nothing boots.
