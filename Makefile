@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 # -n 4 on 2 cores: many tests wait on esptool's serial timeouts, so 4 workers overlap them.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 4 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 4 --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/rig demo

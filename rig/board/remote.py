@@ -33,6 +33,7 @@ from rig.clock import SYSTEM, Clock
 from rig.errors import OperationError
 from rig.hardware.ports import PortSpec
 from rig.hardware.relays import RelayBank
+from rig.hardware.rfc2217_client import Rfc2217Client
 
 __all__ = ["CONNECT_TIMEOUT", "RemoteBoard", "RemoteLines", "RemoteSlotError", "remote_url"]
 
@@ -41,6 +42,11 @@ __all__ = ["CONNECT_TIMEOUT", "RemoteBoard", "RemoteLines", "RemoteSlotError", "
 # and a whole-flash MD5 (0.7 s simulated), plus a dump when the flash changed since its last
 # backup - a 4 MB L7X at 2 Mbaud takes ~21 s. pyserial's default of 3 s would fail those.
 CONNECT_TIMEOUT = 60
+
+# Once connected, how long pyserial waits for the server to acknowledge an option (a line change
+# is acknowledged when its relay sequence has played: well under a second for the shipped boards).
+# A server that vanished without closing the connection fails the next change after this long.
+ANSWER_TIMEOUT = 10
 
 # (DTR, RTS) in pyserial's sense (True = asserted) and what the auto-reset circuit makes of them.
 IDLE = (False, False)  # EN and IO0 high
@@ -84,8 +90,11 @@ class RemoteBoard(Board):
         """The held RFC 2217 connection (opened now if needed, with both lines released, so the
         server's decoder sees no event)."""
         with self._lock:
+            if self._link is not None and not _alive(self._link):
+                self.disconnect()  # the server went away (stopped, its host died): start over
             if self._link is None:
-                link = serial.serial_for_url(self.port.resolve(), do_not_open=True)
+                link = Rfc2217Client(None)
+                link.port = self.port.resolve()  # not opened yet: set the lines first
                 link.baudrate = self.console_baud
                 link.timeout = 0.05
                 link.dtr, link.rts = IDLE
@@ -97,6 +106,9 @@ class RemoteBoard(Board):
                         "refused the client - slot busy, another board, no verified backup - or "
                         "its rig serve is gone; its log says which)"
                     ) from err
+                # the connect waited for the server's board check; from now on every answer
+                # (a line change: its sequence; a rate) comes within a sequence's time
+                link._network_timeout = ANSWER_TIMEOUT
                 self._link, self._lines = link, IDLE
             return self._link
 
@@ -171,6 +183,12 @@ class RemoteBoard(Board):
             + " (remote slot: the relays are on the serving host; its rig serve log shows the "
             "sequences it played)"
         )
+
+
+def _alive(link: serial.SerialBase) -> bool:
+    """The connection's reader still runs (it ends when the server closes the connection)."""
+    thread = getattr(link, "_thread", None)
+    return link.is_open and thread is not None and thread.is_alive()
 
 
 class RemoteLines(RelayBank):

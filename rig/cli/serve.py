@@ -7,6 +7,7 @@ simulator's RFC 2217 front end, is :mod:`rig.cli.sim`.)
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -43,8 +44,9 @@ def _stop_at_eof(stop: threading.Event) -> None:
             pass
     except (OSError, ValueError):
         pass
-    _log("stdin closed (the supervisor is gone): stopping")
     stop.set()
+    with contextlib.suppress(OSError):  # stderr may have gone with the supervisor
+        _log("stdin closed (the supervisor is gone): stopping")
 
 
 @command("serve")

@@ -33,6 +33,7 @@ import grpc  # noqa: E402
 from labgrid.remote.client import ClientSession  # noqa: E402
 from labgrid.remote.common import Reservation, ReservationState  # noqa: E402
 from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2  # noqa: E402
+from labgrid.remote.generated import labgrid_coordinator_pb2_grpc  # noqa: E402
 from labgrid.resource import NetworkSerialPort  # noqa: E402
 from labgrid.util.proxy import proxymanager  # noqa: E402
 
@@ -44,6 +45,12 @@ __all__ = ["Lab", "LabError", "Leased", "lease"]
 POLL_EVERY = 0.5  # s between polls of waiting reservations (labgrid-client: 1 s)
 RETRY_ACQUIRE_EVERY = 2.0  # s between acquires of a place whose slot the Pi refused
 DEFAULT_PORT = 20408
+CHANNEL_OPTIONS = [  # labgrid's client's (labgrid.remote.client.ClientSession)
+    ("grpc.keepalive_time_ms", 7500),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.http2.ping_timeout_ms", 10000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
 
 
 class LabError(OperationError):
@@ -79,6 +86,15 @@ class Lab:
 
     async def _start(self) -> ClientSession:
         session = ClientSession(self.address, self.loop)
+        # A channel of its own: gRPC shares one connection among channels with the same target
+        # and options (its global subchannel pool), and the coordinator keys its clients by
+        # the peer address (`assert peer not in self.clients`), so a second session in this
+        # process - labgrid's RemotePlace for drivers, another Lab - would break this one.
+        await session.channel.close()
+        session.channel = grpc.aio.insecure_channel(
+            self.address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+        )
+        session.stub = labgrid_coordinator_pb2_grpc.CoordinatorStub(session.channel)
         await session.start()
         return session
 
@@ -236,12 +252,15 @@ def lease(
             leased = _wait_and_acquire(lab, tokens, acquired, t0 + timeout, say)
             yield [lab.slot_of(place, leased[place] - t0) for place in acquired.values()]
         finally:
+            # Reservations first: the coordinator schedules the queue when a place is released,
+            # and counts a place as free only once its reservation is gone (cancelling after the
+            # release leaves the next job waiting for the coordinator's next periodic round).
+            for token in tokens:
+                lab.cancel(token)
             for place in acquired.values():
                 with contextlib.suppress(Exception):
                     lab.release(place)
                     say(f"lab: released {place}")
-            for token in tokens:
-                lab.cancel(token)
 
 
 def _wait_and_acquire(

@@ -32,12 +32,10 @@ import os
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")  # before grpc loads: the export forks
 
-import collections  # noqa: E402
 import selectors  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -103,7 +101,6 @@ class RigServeExport(lg_exporter.ResourceExport):
         self.child: subprocess.Popen | None = None
         self.port: int | None = None
         self.refused = ""
-        self._log: collections.deque[str] = collections.deque(maxlen=50)
 
     # -- what clients see ----------------------------------------------------------------------
     def _get_start_params(self) -> dict:
@@ -160,19 +157,26 @@ class RigServeExport(lg_exporter.ResourceExport):
             cmd.append("--allow-remote")  # the operator chose it in the exporter config
         return cmd
 
+    @property
+    def log_path(self) -> Path:
+        """rig serve's log for this slot: in the station's state dir (``labgrid/<slot>.log``),
+        a file rather than a pipe, so it survives the exporter and a dead exporter's pipe cannot
+        break rig serve's clean stop."""
+        return self.local.station.state_dir / "labgrid" / f"{self.local.slot.id}.log"
+
     def _start(self, start_params: dict) -> None:
         assert self.child is None
-        self._log.clear()
-        child = subprocess.Popen(
-            self._command(),
-            stdin=subprocess.PIPE,  # our end closes when this process dies: rig serve stops
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a Ctrl-C at the exporter's terminal is the exporter's
-        )
-        logger = threading.Thread(target=self._relay_log, args=(child,), daemon=True)
-        logger.start()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            offset = log.tell()
+            child = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.PIPE,  # our end closes when this process dies: rig serve stops
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,  # a Ctrl-C at the exporter's terminal is the exporter's
+            )
         line = _first_line(child, START_TIMEOUT)
         if line.startswith("SERVE "):
             self.child = child
@@ -180,17 +184,12 @@ class RigServeExport(lg_exporter.ResourceExport):
             self.logger.info("started rig serve for %s on port %d", self.local.slot.id, self.port)
             return
         code = _stop_child(child)
-        logger.join(timeout=2)  # its last lines say why
-        reason = _reason(self._log) or f"rig serve exited with status {code}"
+        with self.log_path.open() as log:
+            log.seek(offset)
+            reason = _reason(log.read().splitlines()) or f"rig serve exited with status {code}"
         if code == EXIT_BAD_INPUT or code is None:
             raise RuntimeError(reason)
         raise Refused(f"{self.local.station.name}/{self.local.slot.id}: {reason}")
-
-    def _relay_log(self, child: subprocess.Popen) -> None:
-        for line in child.stderr:
-            line = line.rstrip()
-            self._log.append(line)
-            self.logger.info("rig serve: %s", line)
 
     def _stop(self, start_params: dict) -> None:
         child, self.child = self.child, None
@@ -226,7 +225,7 @@ def _stop_child(child: subprocess.Popen) -> int | None:
         return None
 
 
-def _reason(log: collections.deque[str]) -> str:
+def _reason(log: list[str]) -> str:
     """The error rig serve printed (``failed: ...`` / ``error: ...``), without the prefix."""
     for line in reversed(log):
         for prefix in ("failed: ", "error: "):

@@ -18,7 +18,9 @@ installed (the ``labgrid`` extra): labgrid is imported only when a lab run is as
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -112,7 +114,6 @@ def pytest_cmdline_main(config: pytest.Config):
         raise pytest.UsageError(
             f"rig: a lab run needs the labgrid extra: pip install 'esp-flash-rig[labgrid]' ({err})"
         ) from None
-    terminal = config.get_terminal_writer()
     installed = not safety_net_installed()
     install_safety_net()  # SIGTERM/SIGHUP unwind through the lease's release
     directory = Path(tempfile.gettempdir()) / "rig-lab"
@@ -123,7 +124,7 @@ def pytest_cmdline_main(config: pytest.Config):
             directory,
             timeout=config.getoption("rig_lab_timeout"),
             backups=config.getoption("rig_backups", None),
-            progress=lambda line: terminal.line(f"rig {line}"),
+            progress=_progress(config),
         ) as (path, leased):
             config.option.rig_station = str(path)
             config.stash[LEASED] = leased
@@ -131,6 +132,18 @@ def pytest_cmdline_main(config: pytest.Config):
     finally:
         if installed:
             uninstall_safety_net()
+
+
+def _progress(config: pytest.Config):
+    """Lease progress on the terminal (before the session: past pytest's output capture)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            sys.stdout.write(f"rig {line}\n")
+            sys.stdout.flush()
+
+    return say
 
 
 @pytest.hookimpl(optionalhook=True)

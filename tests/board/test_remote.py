@@ -4,6 +4,7 @@ DTR/RTS patterns on one held RFC 2217 connection (rig.board.remote)."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 
 import pytest
@@ -29,6 +30,8 @@ class DecodingLink:
         self.decoder = AutoResetDecoder()
         self.events: list[str] = []
         self.baudrate = 115200
+        self.is_open = True
+        self._thread = threading.main_thread()  # the "reader" is alive: the link is up
 
     def __setattr__(self, name, value):
         if name in ("dtr", "rts"):
@@ -150,6 +153,8 @@ def test_a_remote_slot_boots_flashes_and_verifies_through_one_connection_per_ses
             assert session.identity.mac == lab.slot("pi-l7x-1").expected_mac
             session.write(0x200000, payload)
             assert session.verify(0x200000, payload)
+            # read back: 0xFF bytes arrive as telnet's IAC IAC (rig.hardware.rfc2217_client)
+            assert session.read(0x200000 - 0x1000, 0x2000) == b"\xff" * 0x1000 + payload[:0x1000]
             assert server.busy  # the same connection, from the reset through the session
         assert _settled(server)
     # one client per session: the boot, then the flasher session's reset and its whole esptool
@@ -161,3 +166,26 @@ def test_a_remote_slot_boots_flashes_and_verifies_through_one_connection_per_ses
     assert any("relays released, slot unlocked" in line for line in log)
     board = station.simulated_board("l7x-1")
     assert not board.contact("power") and not board.contact("io0")
+
+
+def test_a_client_that_reconnects_at_once_gets_the_slot_again(served, monkeypatch):
+    """The last client left and its session is still releasing the slot on the serving host
+    (relays, port, the simulated flash saved, the lock): the next client waits for that rather
+    than being turned away as a second client."""
+    server, log, lab, station = served
+    open_slot = station.open_slot
+
+    def slow_to_close(slot_id):
+        live = open_slot(slot_id)
+        close = live.close
+        monkeypatch.setattr(live, "close", lambda: (time.sleep(0.5), close()))
+        return live
+
+    monkeypatch.setattr(station, "open_slot", slow_to_close)
+    with LiveStation(lab) as remote:
+        slot = remote.open_slot("pi-l7x-1")
+        for _ in range(2):
+            with hil.flasher(slot) as session:
+                assert session.identity.mac
+    refused = [line for line in log if "refused" in line]
+    assert not refused, refused
