@@ -89,7 +89,8 @@ def exporter_config(
     lines = [
         f"## labgrid exporter config for station {station.name}, from {path}",
         "## written by `rig labgrid exporter-config`; run it with",
-        f"##   rig labgrid exporter -c COORDINATOR:20408 -n {station.name} --isolated THIS_FILE",
+        f"##   rig labgrid exporter -c COORDINATOR:20408 -n {station.name} --hostname 127.0.0.1 "
+        "--isolated THIS_FILE",
         "## (the export class RigServePort is the rig's: stock labgrid-exporter does not know it).",
         "## labgrid renders this file with Jinja2: comments start with '##', and the values are",
         "## double-quoted YAML with {, } and # escaped.",
