@@ -79,7 +79,11 @@ def exporter_config_command(station_path, bind, backup_mode, output):
 @labgrid_group.command(
     "exporter",
     cls=RigCommand,
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],  # --help is labgrid-exporter's
+    },
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def exporter_command(args):

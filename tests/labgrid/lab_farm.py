@@ -29,6 +29,7 @@ from rig.sim.parts.efuse import mac_from_seed
 
 CHILD_LIMIT = 300  # s: no farm process outlives this, whatever happens to the test run
 READY_TIMEOUT = 30.0
+CLIENT_BACKUPS = ".local/share/rig/lab-backups"  # rig.labgrid.station.DEFAULT_BACKUPS under HOME
 
 
 def free_port() -> int:
@@ -115,10 +116,12 @@ class Farm:
             if board == "l7x":
                 relays = f"{{io0: {{pin: {a}}}, power: {{pin: {b}}}}}"
                 sim = f"{{variant: l7x, seed: {name}-{slot}}}"
-                # a verified backup of its flash already: serving it only checks it
-                BackupStore(base / "backups").save(
-                    sim_mac(name, slot), flash, md5, {"seeded_by": "tests"}, flash_size=len(flash)
-                )
+                # a verified backup of its flash already, on the Pi (serving it only checks it)
+                # and in the lab clients' default store (rig flash relies on it, no dump)
+                for store in (base / "backups", self.root / "home" / CLIENT_BACKUPS):
+                    BackupStore(store).save(
+                        sim_mac(name, slot), flash, md5, {"seeded": "tests"}, flash_size=len(flash)
+                    )
             else:
                 relays = f"{{io0: {{pin: {a}}}, reset: {{pin: {b}}}}}"
                 sim = f"{{variant: devkit, seed: {name}-{slot}, vendor_flash: false}}"
