@@ -114,24 +114,30 @@ def pytest_cmdline_main(config: pytest.Config):
         raise pytest.UsageError(
             f"rig: a lab run needs the labgrid extra: pip install 'esp-flash-rig[labgrid]' ({err})"
         ) from None
+    from rig.errors import RigError
+
     installed = not safety_net_installed()
     install_safety_net()  # SIGTERM/SIGHUP unwind through the lease's release
     directory = Path(tempfile.gettempdir()) / "rig-lab"
-    try:
-        with leased_station(
-            address,
-            [{"board": board}] * count,
-            directory,
-            timeout=config.getoption("rig_lab_timeout"),
-            backups=config.getoption("rig_backups", None),
-            progress=_progress(config),
-        ) as (path, leased):
-            config.option.rig_station = str(path)
-            config.stash[LEASED] = leased
-            return (yield)
-    finally:
+    with contextlib.ExitStack() as stack:
         if installed:
-            uninstall_safety_net()
+            stack.callback(uninstall_safety_net)
+        try:
+            path, leased = stack.enter_context(
+                leased_station(
+                    address,
+                    [{"board": board}] * count,
+                    directory,
+                    timeout=config.getoption("rig_lab_timeout"),
+                    backups=config.getoption("rig_backups", None),
+                    progress=_progress(config),
+                )
+            )
+        except RigError as err:  # no coordinator, no place in time, an unknown board type
+            raise pytest.UsageError(f"rig lab: {err}") from None
+        config.option.rig_station = str(path)
+        config.stash[LEASED] = leased
+        return (yield)
 
 
 def _progress(config: pytest.Config):

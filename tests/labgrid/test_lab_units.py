@@ -4,6 +4,7 @@ lab stations, and the core rig without labgrid installed."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -132,3 +133,17 @@ def test_the_core_works_without_labgrid_and_says_what_to_install(tmp_path):
                   "--labgrid")  # fmt: skip
     assert lab_run.returncode == 4, lab_run.stdout + lab_run.stderr  # a usage error
     assert "pip install 'esp-flash-rig[labgrid]'" in lab_run.stderr
+
+
+def test_a_lab_run_without_a_coordinator_is_a_usage_error(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"  # nobody listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:pytest_embedded", "-p", "no:cacheprovider",
+         "--board", "l7x", "--lg-coordinator", address],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HOME": str(tmp_path), "GRPC_ENABLE_FORK_SUPPORT": "0"},
+    )  # fmt: skip
+    assert result.returncode == 4, result.stdout + result.stderr  # a usage error, no traceback
+    assert f"rig lab: no labgrid coordinator at {address}" in result.stderr
