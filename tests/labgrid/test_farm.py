@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("labgrid")
+
+from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2  # noqa: E402
 
 from rig import config  # noqa: E402
 from rig.board.station import LiveStation  # noqa: E402
@@ -161,10 +166,7 @@ HIL_SUITE = Path(__file__).parent.parent / "hil"
 def test_pytest_runs_the_hil_suite_over_the_lab(farm, pytester, monkeypatch, tmp_path):
     for name in ("conftest.py", "test_hil_cycle.py"):
         shutil.copy(HIL_SUITE / name, pytester.path / name)
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
-    # pytest-embedded's autouse fixtures want a `target`, which labgrid's plugin also defines
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
+    _pytest_env(farm, monkeypatch)
     result = pytester.runpytest_subprocess(
         "--board", "l7x", "--lg-coordinator", farm.address, "--slots", "1",
         "--backups", str(tmp_path / "hil-backups"), "-p", "no:cacheprovider", "-v",
@@ -178,6 +180,65 @@ def test_pytest_runs_the_hil_suite_over_the_lab(farm, pytester, monkeypatch, tmp
     assert f"lab: released {leased.group(1)}" in out
     with Lab(farm.address) as lab:
         assert not any(p.acquired for p in lab.places().values())
+
+
+STATION_TEST = """
+def test_station(station):  # on a worker: the controller's lab station, both places remote
+    slots = station.config.slots
+    assert station.config.name == "lab" and len(slots) == 2
+    assert all(slot.remote.startswith("rfc2217://127.0.0.1:") for slot in slots)
+"""
+
+
+def _pytest_env(farm, monkeypatch) -> None:
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    # pytest-embedded's autouse fixtures want a `target`, which labgrid's plugin also defines
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
+
+
+def test_each_xdist_worker_gets_a_place_of_its_own(farm, pytester, monkeypatch, tmp_path):
+    _pytest_env(farm, monkeypatch)
+    pytester.makepyfile(test_station=STATION_TEST)
+    result = pytester.runpytest_subprocess(
+        "--board", "l7x", "--lg-coordinator", farm.address, "-n", "2",
+        "-p", "no:cacheprovider", timeout=120,
+    )  # fmt: skip
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    leased = re.findall(r"rig lab: acquired (\S+)", out)
+    assert len(set(leased)) == 2 and set(leased) <= L7X_PLACES, out
+    assert "1 passed" in out
+
+
+def test_sigterm_while_queued_releases_the_places_and_cancels_the_reservations(farm, tmp_path):
+    """Four places wanted, three exist: the run waits in the queue holding three; a SIGTERM
+    then gives everything back."""
+    (tmp_path / "test_nothing.py").write_text("def test_nothing(board):\n    pass\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:pytest_embedded", "-p", "no:cacheprovider",
+         "--board", "l7x", "--lg-coordinator", farm.address, "--slots", "4"],
+        cwd=tmp_path, env=farm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if sum("rig lab: acquired" in seen for seen in lines) == 3:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(lines) + out
+    assert proc.returncode != 0, text
+    assert text.count("rig lab: released") == 3, text
+    with Lab(farm.address) as lab:
+        assert not any(p.acquired for p in lab.places().values())
+        reservations = lab._call("GetReservations", pb2.GetReservationsRequest()).reservations
+        assert not reservations, reservations
 
 
 def test_killing_an_exporter_mid_job_fails_the_job_and_releases_the_pis_relays(farm, tmp_path):
