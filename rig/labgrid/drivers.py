@@ -76,11 +76,12 @@ class RigSlot(Resource):
 class RigPowerDriver(Driver, PowerProtocol, ResetProtocol):
     """The board type's sequences on the Pi, through the slot's ``rig serve`` (see module doc).
 
-    ``boards``: a directory of board types besides the shipped ones (the lab's own boards).
+    ``station``: a station file on this side whose board types (and their firmware catalog)
+    to use; default: the embedded station's (the shipped board types and firmware).
     """
 
     bindings = {"port": "NetworkSerialPort", "slot": "RigSlot"}
-    boards = attr.ib(default=None)
+    station = attr.ib(default=None)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -89,11 +90,14 @@ class RigPowerDriver(Driver, PowerProtocol, ResetProtocol):
 
     @property
     def board_type(self) -> config.BoardType:
-        dirs = [config.builtin_configs_dir() / "boards", *([self.boards] if self.boards else [])]
-        types = config.load_boards(dirs)
-        if self.slot.board not in types:
-            raise OperationError(f"{self.slot.slot}: no board type {self.slot.board!r} here")
-        return types[self.slot.board]
+        station = config.load_station(self.station) if self.station else config.default_station()
+        try:
+            return station.boards[self.slot.board]
+        except KeyError:
+            raise OperationError(
+                f"{self.slot.slot}: station {station.name} has no {self.slot.board} slot to take "
+                "the board type from (RigPowerDriver: station: FILE)"
+            ) from None
 
     def on_activate(self) -> None:
         host, port = proxymanager.get_host_and_port(self.port)
