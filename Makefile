@@ -6,15 +6,25 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test demo bench lint clean soak
 
+# pyserial and labgrid's pyserial-labgrid (the labgrid extra, in dev) install the same serial/
+# files and the last one installed wins: the fork is reinstalled last, so the venv runs it
+# whatever order pip chose (docs/lab.md "pyserial"). A copy of each goes to $(SERIALS) for
+# tests/labgrid/test_serial_packages.py, which runs the rig's RFC 2217 paths with either.
+SERIALS := $(VENV)/serial-packages
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps pyserial-labgrid
+	rm -rf $(SERIALS)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(SERIALS)/pyserial 'pyserial==3.5'
+	$(BIN)/python -m pip install --quiet --no-deps --target $(SERIALS)/pyserial-labgrid 'pyserial-labgrid==3.5.0.2'
 	touch $(STAMP)
 
 # -n 4 on 2 cores: many tests wait on esptool's serial timeouts, so 4 workers overlap them.
+# loadgroup: the lab tests (tests/labgrid/test_farm.py) share one farm on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 4 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 4 --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/rig demo

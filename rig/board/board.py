@@ -104,6 +104,12 @@ class Board:
                 ) from err
         raise DownloadModeError(self._diagnose(seen, attempts))
 
+    def loader_port(self) -> str | serial.SerialBase:
+        """What esptool's loader talks through once :meth:`download_mode` returned: the port's
+        URL or device path, which the loader opens (and its session closes). The relays hold the
+        board in download mode whether the port is open or not."""
+        return self.port.resolve()
+
     # -- console --------------------------------------------------------------------------------
     @contextmanager
     def console(self, baud: int | None = None) -> Iterator[serial.SerialBase]:

@@ -56,6 +56,11 @@ class BoardHandle(Protocol):
     def download_mode(self, retries: int | None = None) -> DownloadEvidenceLike:
         """Into ROM download mode by relays, confirmed; raise with the likely cause."""
 
+    def loader_port(self) -> str | serial.SerialBase:
+        """What esptool talks through after :meth:`download_mode`: a URL it opens (and closes)
+        itself, or a connection the board holds open (a remote slot, whose serving host ends
+        download mode when the connection closes) that the session must leave open."""
+
     def run(self) -> None:
         """Boot the firmware from flash."""
 

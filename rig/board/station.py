@@ -7,7 +7,9 @@ station's pin backend and a serial port by path, URL or USB serial number; simul
 (:func:`rig.board.simulated.simulated_parts`) get a simulated board on a pseudo-terminal and pins
 wired to its inputs. Everything else - the lock, the relays, the board handle - is the same for
 both, so every layer above runs the same code on the bench and in CI, and none of them (nor this
-module) imports the simulator.
+module) imports the simulator. Remote slots (``remote: rfc2217://...``, a slot another host serves
+with ``rig serve``) have no relays here: their board (:class:`rig.board.remote.RemoteBoard`)
+plays the sequences as DTR/RTS patterns on one held connection, behind the same board handle.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from rig import config
 from rig.board.board import Board
+from rig.board.remote import RemoteBoard, RemoteLines
 from rig.clock import SYSTEM, Clock
 from rig.hardware.locks import SlotLock
 from rig.hardware.pins import PinFactory, open_pin_factory
@@ -86,17 +89,15 @@ class LiveStation:
         try:
             lock = SlotLock(self.config.locks, self.name, slot_id).acquire()
             stack.callback(lock.release)
-            pins, port = slot_kind(slot_cfg)(self, slot_cfg, stack)
-            log = RelayLog(slot=slot_id, clock=self.clock)
-            relays = {}
-            for role, channel in slot_cfg.relays.items():
-                pin = pins.output(
-                    channel.pin, active_low=channel.active_low, label=f"rig:{slot_id}:{role}"
-                )
-                relays[role] = Relay(role, pin, log)
-            bank = RelayBank(slot_id, relays)
+            if slot_cfg.remote is not None:
+                # relays on the serving host: DTR/RTS on one held connection (rig.board.remote)
+                board = RemoteBoard(slot_id, board_type, slot_cfg.remote, clock=self.clock)
+                bank: RelayBank = RemoteLines(board)
+            else:
+                pins, port = slot_kind(slot_cfg)(self, slot_cfg, stack)
+                bank = self._relays(slot_cfg, pins)
+                board = Board(slot_id, board_type, bank, port, clock=self.clock)
             stack.callback(bank.close)
-            board = Board(slot_id, board_type, bank, port, clock=self.clock)
         except BaseException:
             stack.close()
             raise
@@ -104,6 +105,17 @@ class LiveStation:
         stack.callback(self._open.pop, slot_id, None)
         self._open[slot_id] = live
         return live
+
+    def _relays(self, slot_cfg: config.Slot, pins: PinFactory) -> RelayBank:
+        """The slot's relays on ``pins``, de-energised."""
+        log = RelayLog(slot=slot_cfg.id, clock=self.clock)
+        relays = {}
+        for role, channel in slot_cfg.relays.items():
+            pin = pins.output(
+                channel.pin, active_low=channel.active_low, label=f"rig:{slot_cfg.id}:{role}"
+            )
+            relays[role] = Relay(role, pin, log)
+        return RelayBank(slot_cfg.id, relays)
 
     def simulated_board(self, slot_id: str):
         """The simulated board behind a slot (tests and ``rig sim`` only; None if real)."""

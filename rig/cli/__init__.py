@@ -19,7 +19,7 @@ from rig import __version__
 
 __all__ = ["COMMAND_MODULES", "main"]
 
-COMMAND_MODULES = ("configs", "relay", "sim", "ops", "cycle", "firmware", "batch", "serve")
+COMMAND_MODULES = ("configs", "relay", "sim", "ops", "cycle", "firmware", "batch", "serve", "lab")
 
 
 class _RigGroup(click.Group):

@@ -217,18 +217,71 @@ def _short(text: str, limit: int = 60) -> str:
     show_default=True,
     help="Seconds before the first retry; doubled for each further one.",
 )
+@click.option(
+    "--lg-coordinator",
+    "lab_address",
+    metavar="HOST[:PORT]",
+    help="Flash a labgrid lab's places instead of a station: every place tagged board=BOARD "
+    "(--slots all) or the places named in --slots, reserved and acquired first (docs/lab.md).",
+)
+@click.option(
+    "--lab-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait in the coordinator's queue for the places.",
+)
 @json_option
-def flash_command(station_path, board_name, firmware_name, slots, jobs, retries, backoff, as_json):
+def flash_command(
+    station_path,
+    board_name,
+    firmware_name,
+    slots,
+    jobs,
+    retries,
+    backoff,
+    lab_address,
+    lab_timeout,
+    as_json,
+):
     """Re-flash every matching slot at once: per board lock, connect, make sure a verified
     backup of its MAC exists (dump one if not), verified fast write, verify, boot check.
 
     One failing board never stops the others. Boards that keep failing are quarantined and
     skipped by later runs (see `rig quarantine`). Ctrl-C / SIGTERM stops every board at a safe
-    point with its relays released; the report says what was done and what was not.
+    point with its relays released; the report says what was done and what was not. With
+    --lg-coordinator the boards are a labgrid lab's, across its Pis: the places are released
+    whatever happens.
     """
+    args = (board_name, firmware_name, slots, jobs, retries, backoff, as_json)
+    if not lab_address:
+        return _flash(load_station(station_path), *args)
+    if station_path:
+        raise BadInput("--station and --lg-coordinator exclude each other (the lab is the station)")
+    import tempfile
+    from pathlib import Path
+
+    from rig.cli.lab import lab
+    from rig.hardware.safety import install_safety_net
+
+    install_safety_net()  # SIGTERM/SIGHUP: the lease is released on the way out
+    console = Console(stderr=True)
+    leased_places = lab("station:leased_places")
+    directory = Path(tempfile.gettempdir()) / "rig-lab"
+    with leased_places(
+        lab_address,
+        board_name,
+        slots,
+        directory,
+        timeout=lab_timeout,
+        progress=lambda line: console.print(f"rig {line}", soft_wrap=True, highlight=False),
+    ) as path:
+        return _flash(load_station(str(path)), board_name, firmware_name, "all", *args[3:])
+
+
+def _flash(station, board_name, firmware_name, slots, jobs, retries, backoff, as_json):
     from rig.operations.batch import plan_batch, run_batch
 
-    station = load_station(station_path)
     plan = plan_batch(
         station, board_name, firmware_name, slots, jobs=jobs, retries=retries, backoff=backoff
     )

@@ -7,6 +7,7 @@ simulator's RFC 2217 front end, is :mod:`rig.cli.sim`.)
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -34,6 +35,18 @@ REMOTE_WARNING = (
 
 def _log(line: str) -> None:
     click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+
+def _stop_at_eof(stop: threading.Event) -> None:
+    """Read stdin until its end of file (the writer closed it or died), then set ``stop``."""
+    try:
+        while sys.stdin.buffer.read1(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    stop.set()
+    with contextlib.suppress(OSError):  # stderr may have gone with the supervisor
+        _log("stdin closed (the supervisor is gone): stopping")
 
 
 @command("serve")
@@ -64,10 +77,17 @@ def _log(line: str) -> None:
     is_flag=True,
     help="Allow binding to a non-loopback address (RFC 2217 has no authentication).",
 )
+@click.option(
+    "--until-stdin-closes",
+    "until_eof",
+    is_flag=True,
+    help="Stop serving when stdin reaches end of file: a supervisor that holds the other end "
+    "of a pipe takes rig serve with it when it dies, however it dies (labgrid's exporter).",
+)
 @backup_options[0]
 @backup_options[1]
 def serve_command(
-    station_path, slot_ids, all_slots, bind, first_port, allow_remote, backup_mode, force
+    station_path, slot_ids, all_slots, bind, first_port, allow_remote, until_eof, backup_mode, force
 ):
     """Serve slots as RFC 2217 ports whose DTR/RTS drive the relays.
 
@@ -129,6 +149,8 @@ def serve_command(
             click.echo(REMOTE_WARNING.format(bind=bind, port=servers[0].port), err=True)
         _log(f"try: esptool --port {servers[0].url} chip-id    (Ctrl-C stops serving)")
         stop = threading.Event()
+        if until_eof:
+            threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
         while not stop.wait(0.5):
             pass
     except (KeyboardInterrupt, Terminated):

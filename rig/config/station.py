@@ -93,6 +93,15 @@ def _port(value: Any) -> Any:
     return value
 
 
+def _remote(value: Any) -> Any:
+    if isinstance(value, str) and not value.startswith("rfc2217://"):
+        raise fail(
+            "remote is the rfc2217://host:port URL of a slot served by `rig serve` on another "
+            f"host (got {value!r})"
+        )
+    return value
+
+
 class Slot(FrozenModel):
     """One board position of a station."""
 
@@ -103,6 +112,9 @@ class Slot(FrozenModel):
     relays: dict[Role, RelayChannel] = Field(default_factory=dict)
     expected_mac: Mac | None = None  # the MAC of the board that belongs in this slot
     simulated: SimSlot | None = None
+    # A slot served by `rig serve` on another host (a lab's Pi): its relays are there, and the
+    # resets are DTR/RTS patterns on this RFC 2217 connection (rig.board.remote).
+    remote: Annotated[str | None, BeforeValidator(_remote)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -116,7 +128,13 @@ class Slot(FrozenModel):
 
     @model_validator(mode="after")
     def _port_given(self) -> Slot:
-        if self.simulated is not None:
+        if self.remote is not None:
+            for key in ("port", "usb_serial", "simulated"):
+                if getattr(self, key) is not None:
+                    raise fail(f"a remote slot is reached through its URL: remove {key}", key)
+            if self.relays:
+                raise fail("a remote slot's relays are on the host that serves it", "relays")
+        elif self.simulated is not None:
             for key in ("port", "usb_serial"):
                 if getattr(self, key) is not None:
                     raise fail(
@@ -134,7 +152,12 @@ class Slot(FrozenModel):
 # What identifies the board of a slot, so two slots must not share it: one serial port (or USB
 # serial number) behind two slots' relays would let the rig dump one board and erase another, and
 # one expected MAC in two slots means one of them can never hold the right board.
-_IDENTITY_KEYS = (("port", "port"), ("usb_serial", "USB serial"), ("expected_mac", "MAC"))
+_IDENTITY_KEYS = (
+    ("port", "port"),
+    ("usb_serial", "USB serial"),
+    ("remote", "remote URL"),
+    ("expected_mac", "MAC"),
+)
 
 
 def _shared_identity(
@@ -274,7 +297,7 @@ class Station(FrozenModel):
                 )
             ids.setdefault(slot.id, i)
             problems += _shared_identity(slot, i, owners)
-            if backend == "sim" and slot.simulated is None:
+            if backend == "sim" and slot.simulated is None and slot.remote is None:
                 problems.append(
                     (
                         ("slots", i),
@@ -318,6 +341,8 @@ class Station(FrozenModel):
                     (("slots", i, "board"), f"unknown board type {slot.board!r} (known: {known})")
                 )
                 continue
+            if slot.remote is not None:
+                continue  # wired on the host that serves it
             for role in sorted(board.roles_used() - set(slot.relays)):
                 problems.append(
                     (

@@ -129,6 +129,7 @@ class FlasherSession:
         self.expected_mac = format_mac(expected_mac) if expected_mac else None
         self.connect_attempts = connect_attempts
         self.esp: ESPLoader | None = None
+        self._owns_port = True  # esptool opened the port from its URL (see BoardHandle.loader_port)
         self.identity: Identity | None = None
         self.log_lines: list[str] = []
         self.progress: Progress | None = None
@@ -179,9 +180,11 @@ class FlasherSession:
         while True:
             attempts += 1
             self.board.download_mode()
+            port = self.board.loader_port()
+            self._owns_port = isinstance(port, str)
             try:
                 with self._esptool():
-                    esp = detect_chip(self.port, connect_mode="no-reset", connect_attempts=3)
+                    esp = detect_chip(port, connect_mode="no-reset", connect_attempts=3)
                 break
             except FatalError:
                 if attempts >= self.connect_attempts:
@@ -209,11 +212,14 @@ class FlasherSession:
         self.expected_mac = mac  # a reconnect must find the same board
 
     def close(self) -> None:
+        """Close the port esptool opened; a port the board holds (a remote slot's connection)
+        stays open: the board closes it when its slot releases the board."""
         if self.esp is not None:
-            try:
-                self.esp._port.close()
-            except OSError:
-                pass
+            if self._owns_port:
+                try:
+                    self.esp._port.close()
+                except OSError:
+                    pass
             self.esp = None
 
     @property

@@ -43,8 +43,11 @@ def sim(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     # The dev extra installs pytest-embedded, whose plugin would load in every inline run (a
-    # multiprocessing manager each); both plugins together: test_pytest_embedded.py.
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
+    # multiprocessing manager each); both plugins together: test_pytest_embedded.py. labgrid's
+    # plugin (the lab extra, also in dev) starts a process-wide step logger it asserts is not
+    # running yet, so it cannot configure twice in one process: the lab's own pytest runs are
+    # tests/labgrid/test_farm.py.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded -p no:labgrid")
     return station
 
 

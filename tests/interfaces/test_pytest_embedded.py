@@ -109,6 +109,10 @@ def test_pytest_embedded_esp_service_sees_the_boot_log_after_a_921600_write(
         target,
         "-p",
         "no:cacheprovider",
+        # labgrid's pytest plugin (the lab extra, installed with dev) defines a `target` fixture
+        # too, which would shadow pytest-embedded's: the two do not share a pytest run.
+        "-p",
+        "no:labgrid",
     ]
     result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
     output = "\n".join(result.outlines + result.errlines)

@@ -67,6 +67,7 @@ class WatchedBoard:
         self.clock = board.clock
         self.off, self.run = board.off, board.run
         self.console, self.expect = board.console, board.expect
+        self.loader_port = board.loader_port
 
     @property
     def port(self) -> PortSpec:

@@ -66,6 +66,11 @@ from rig.operations.session import FlasherSession
 __all__ = ["ServeError", "SessionInfo", "SlotServer", "is_loopback", "rfc2217_url"]
 
 
+# How long a new client waits for the last one's session to release the slot (a relay bank,
+# a port, a simulated board's 4 MB flash saved) before it is turned away as a second client.
+LEAVE_TIMEOUT = 10.0
+
+
 class ServeError(OperationError):
     """A slot cannot be served (address in use, slot busy, port missing, a board the rig cannot
     vouch for: another MAC, no current backup)."""
@@ -137,6 +142,7 @@ class SlotServer:
         self.url = rfc2217_url(bind, self.port)
         self._closed = threading.Event()
         self._session_lock = threading.Lock()
+        self._leaving = threading.Event()  # the current session's client has gone
         self._link: Rfc2217Link | None = None
         self._session_thread: threading.Thread | None = None
         self.sessions: collections.deque[SessionInfo] = collections.deque(maxlen=100)
@@ -235,6 +241,7 @@ class SlotServer:
             except OSError:
                 return  # listener closed
             peer = f"{addr[0]}:{addr[1]}"
+            self._await_leaving_session()
             with self._session_lock:
                 if self._session_thread is not None or self._closed.is_set():
                     self.log(f"{self.slot_id}: refused {peer}: one client at a time")
@@ -248,9 +255,19 @@ class SlotServer:
                 )
                 self._session_thread.start()
 
+    def _await_leaving_session(self) -> None:
+        """The last client has left and its session is still releasing the slot (relays, port,
+        lock): a client that reconnects at once - as the rig's own remote slot does between two
+        flasher sessions - waits for that instead of being turned away as a second client."""
+        with self._session_lock:
+            thread = self._session_thread
+        if thread is not None and self._leaving.is_set():
+            thread.join(timeout=LEAVE_TIMEOUT)
+
     def _session(self, conn: socket.socket, peer: str) -> None:
         info = SessionInfo(peer, [])
         self.sessions.append(info)
+        self._leaving.clear()
         live = None
         try:
             tune_socket(conn)
@@ -275,6 +292,7 @@ class SlotServer:
             finally:
                 port.close()
         finally:
+            self._leaving.set()
             with contextlib.suppress(OSError):
                 conn.close()
             if live is not None:

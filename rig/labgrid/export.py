@@ -1,0 +1,246 @@
+"""The gated export class: a slot's ``rig serve`` runs only while a labgrid place holds the slot.
+
+A stock ``NetworkSerialPort`` entry in an exporter config publishes a port that is always there:
+labgrid's locks protect only what the exporter itself starts on acquire, so plain esptool could
+still connect while someone else held the place. ``RigServePort`` entries therefore get an active
+export (:class:`RigServeExport`, shaped like labgrid's own ``SerialPortExport``, which starts
+ser2net on acquire): on acquire it starts ``rig serve --slot ID --port 0`` for the slot and
+publishes its port as a ``NetworkSerialPort`` (stock clients, ``SerialDriver`` and esptool need
+nothing new); on release it stops it, which disconnects the client and releases the relays.
+
+``rig serve`` runs with ``--until-stdin-closes`` and its stdin a pipe from the exporter: when the
+exporter dies, however it dies, the pipe closes and ``rig serve`` stops cleanly - a client
+mid-job loses its connection (the job fails with a clear error) and the Pi's relays are released.
+
+A slot that a local ``rig`` command holds (its flock), or whose board ``rig serve`` cannot vouch
+for (another MAC, no verified backup with ``--backup require``, no port), makes ``rig serve`` exit
+1 at start-up. labgrid's stock ``start()`` would mark the resource ``<broken>`` until the exporter
+restarts; here the acquire is refused (the coordinator tells the client it failed) and the
+reason - e.g. ``slot l7x-2 is in use by PID 4242 (rig relay ...)`` - is published in the
+resource's ``extra`` as ``rig_refused``, where ``labgrid-client show`` and the rig's client
+(:mod:`rig.labgrid.client`) read it. Only a bad config (exit 2) or a ``rig serve`` that does not
+answer marks the resource broken.
+
+labgrid has no plugin hook for export classes (``labgrid.remote.exporter.exports`` is a module
+dict), so the rig runs labgrid's exporter through its own entry point, :func:`main`
+(``rig labgrid exporter``), after registering the class.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")  # before grpc loads: the export forks
+
+import selectors  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import attr  # noqa: E402
+from labgrid.remote import exporter as lg_exporter  # noqa: E402
+from labgrid.remote.common import ResourceEntry  # noqa: E402
+
+from rig import config  # noqa: E402
+from rig.errors import EXIT_BAD_INPUT  # noqa: E402
+from rig.hardware.ports import PortNotFound, PortSpec  # noqa: E402
+from rig.labgrid.config import SERVE_CLASS  # noqa: E402
+
+__all__ = ["RigServeExport", "SlotPresence", "main"]
+
+START_TIMEOUT = 120.0  # s: rig serve's start-up check may dump a changed flash (4 MB: ~21 s)
+STOP_TIMEOUT = 10.0  # s: rig serve disconnects its client and releases the relays, then exits
+PRESENCE_EVERY = 2.0  # s between checks that a real slot's serial port is there
+
+
+class Refused(lg_exporter.InvalidResourceRequestError):
+    """``rig serve`` would not serve the slot now (busy, unvouched board, no port): the acquire
+    is refused and the resource stays usable."""
+
+
+class SlotPresence:
+    """The exporter's local view of a slot (labgrid's ``local`` resource): available while the
+    slot is simulated, or its serial port or USB serial number is present."""
+
+    def __init__(self, station: str, slot: str, **_: object) -> None:
+        self.station_path = str(Path(station).resolve())
+        self.station = config.load_station(self.station_path)
+        self.slot = self.station.slot(slot)
+        self.board_type = self.station.board_of(self.slot)
+        self.avail = False
+        self._checked = 0.0
+
+    def poll(self) -> None:
+        if time.monotonic() - self._checked < PRESENCE_EVERY:
+            return
+        self._checked = time.monotonic()
+        if self.slot.simulated is not None:
+            self.avail = True
+            return
+        try:
+            url = PortSpec(self.slot.port, self.slot.usb_serial).resolve()
+            self.avail = "://" in url or os.path.exists(url)
+        except PortNotFound:
+            self.avail = False
+
+
+@attr.s(eq=False)
+class RigServeExport(lg_exporter.ResourceExport):
+    """``RigServePort: {station: FILE, slot: ID, bind: 127.0.0.1, backup: auto}`` in an exporter
+    config: the slot's ``rig serve`` while a place holds it, published as a NetworkSerialPort."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        params = self.local_params
+        self.bind = str(params.get("bind", "127.0.0.1"))
+        self.backup = str(params.get("backup", "auto"))
+        self.local = SlotPresence(params["station"], params["slot"])
+        self.data["cls"] = "NetworkSerialPort"
+        self.child: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.refused = ""
+
+    # -- what clients see ----------------------------------------------------------------------
+    def _get_start_params(self) -> dict:
+        return {"station": self.local.station_path, "slot": self.local.slot.id}
+
+    def _get_params(self) -> dict:
+        local = self.local
+        return {
+            "host": self.host,
+            "port": self.port,
+            "speed": local.board_type.serial.console_baud,
+            "protocol": "rfc2217",
+            "extra": {
+                "rig_station": local.station.name,
+                "rig_slot": local.slot.id,
+                "rig_board": local.slot.board,
+                "rig_expected_mac": local.slot.expected_mac or "",
+                "rig_refused": self.refused,
+            },
+        }
+
+    # -- acquire: start rig serve, or refuse without breaking the resource -----------------
+    def acquire(self, place_name: str, *args, **kwargs) -> None:
+        if self.broken:
+            raise lg_exporter.BrokenResourceError(f"cannot acquire broken resource: {self.broken}")
+        ResourceEntry.acquire(self, place_name)
+        try:
+            self.poll()
+        except Refused:
+            self.data["acquired"] = None  # free again; the reason stays in extra.rig_refused
+            self.poll()
+            raise
+
+    def start(self) -> None:
+        start_params = self._get_start_params()
+        try:
+            self._start(start_params)
+        except Refused as err:
+            self.refused = str(err)
+            self.logger.warning("acquire refused: %s", err)
+            raise
+        except Exception as err:
+            self.broken = "start failed"
+            self.logger.exception("failed to start rig serve for %s", start_params)
+            raise lg_exporter.BrokenResourceError(f"rig serve did not start: {err}") from err
+        self.refused = ""
+        self.start_params = start_params
+
+    def _command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "rig.cli.serve", "--station", self.local.station_path]
+        cmd += ["--slot", self.local.slot.id, "--port", "0", "--bind", self.bind]
+        cmd += ["--backup", self.backup, "--until-stdin-closes"]
+        if self.bind not in ("127.0.0.1", "localhost", "::1"):
+            cmd.append("--allow-remote")  # the operator chose it in the exporter config
+        return cmd
+
+    @property
+    def log_path(self) -> Path:
+        """rig serve's log for this slot: in the station's state dir (``labgrid/<slot>.log``),
+        a file rather than a pipe, so it survives the exporter and a dead exporter's pipe cannot
+        break rig serve's clean stop."""
+        return self.local.station.state_dir / "labgrid" / f"{self.local.slot.id}.log"
+
+    def _start(self, start_params: dict) -> None:
+        assert self.child is None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            offset = log.tell()
+            child = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.PIPE,  # our end closes when this process dies: rig serve stops
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,  # a Ctrl-C at the exporter's terminal is the exporter's
+            )
+        line = _first_line(child, START_TIMEOUT)
+        if line.startswith("SERVE "):
+            self.child = child
+            self.port = int(line.rsplit(":", 1)[1])
+            self.logger.info("started rig serve for %s on port %d", self.local.slot.id, self.port)
+            return
+        code = _stop_child(child)
+        with self.log_path.open() as log:
+            log.seek(offset)
+            reason = _reason(log.read().splitlines()) or f"rig serve exited with status {code}"
+        if code == EXIT_BAD_INPUT or code is None:
+            raise RuntimeError(reason)
+        raise Refused(f"{self.local.station.name}/{self.local.slot.id}: {reason}")
+
+    def _stop(self, start_params: dict) -> None:
+        child, self.child = self.child, None
+        port, self.port = self.port, None
+        if child is None:
+            return
+        code = _stop_child(child)
+        self.logger.info("stopped rig serve for %s (port %s, exit %s)", start_params, port, code)
+
+
+def _first_line(child: subprocess.Popen, timeout: float) -> str:
+    """rig serve's first stdout line (``SERVE <slot> <url>``), or "" if it exits or times out."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(child.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return child.stdout.readline().strip()
+
+
+def _stop_child(child: subprocess.Popen) -> int | None:
+    """Close its stdin and TERM it (it releases the relays and exits 0); KILL if it hangs."""
+    try:
+        child.stdin.close()
+    except OSError:
+        pass
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    try:
+        return child.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        return None
+
+
+def _reason(log: list[str]) -> str:
+    """The error rig serve printed (``failed: ...`` / ``error: ...``), without the prefix."""
+    for line in reversed(log):
+        for prefix in ("failed: ", "error: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+    return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """labgrid's exporter (same options: ``-c``, ``-n``, ``--hostname``, ``--isolated``, the
+    config file) with ``RigServePort`` registered."""
+    lg_exporter.exports[SERVE_CLASS] = RigServeExport
+    sys.argv = ["rig labgrid exporter", *(sys.argv[1:] if argv is None else argv)]
+    lg_exporter.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Two simulated Pis as one labgrid farm, on loopback: places, queued reservations, the gated
+`rig serve` export, the strategy and drivers, and a Pi that dies mid-job.
+
+The tests share the module's farm (tests/labgrid/conftest.py) and run in file order on one xdist
+worker (`--dist loadgroup`); each leaves every place released. The exporter is killed last.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("labgrid")
+
+from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2  # noqa: E402
+
+from rig import config  # noqa: E402
+from rig.board.station import LiveStation  # noqa: E402
+from rig.errors import OperationError  # noqa: E402
+from rig.hardware.locks import SlotLock  # noqa: E402
+from rig.labgrid.client import Lab, LabError, lease  # noqa: E402
+from rig.labgrid.station import lab_station_text  # noqa: E402
+from rig.operations import hil  # noqa: E402
+
+pytest_plugins = ["pytester"]
+pytestmark = [
+    pytest.mark.xdist_group("labgrid-farm"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+L7X_PLACES = {"pi-a-l7x-1", "pi-a-l7x-2", "pi-b-l7x-1"}
+
+
+def _port_of(lab: Lab, place: str) -> int | None:
+    lab.sync()
+    ports = [e for e in lab._resources_of(place) if e.cls == "NetworkSerialPort"]
+    assert len(ports) == 1
+    return ports[0].args.get("port")
+
+
+def _wait(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_places_tagged_and_matched_and_no_rig_serve_until_acquired(farm):
+    with Lab(farm.address) as lab:
+        places = lab.places()
+        assert set(places) == {*L7X_PLACES, "pi-b-devkitc-1"}
+        assert places["pi-b-l7x-1"].tags == {"board": "l7x", "station": "pi-b", "slot": "l7x-1"}
+        assert [str(m) for m in places["pi-a-l7x-2"].matches] == ["pi-a/l7x-2/*"]
+        for place in places:
+            classes = sorted(e.cls for e in lab._resources_of(place))
+            assert classes == ["NetworkSerialPort", "RigSlot"], place
+            assert _port_of(lab, place) is None  # gated: nothing listens for anyone
+
+
+def test_reservations_queue_jobs_and_the_export_is_gated(farm):
+    with Lab(farm.address) as lab:
+        tokens = [lab.reserve({"board": "l7x"}) for _ in range(3)]
+        fourth = None
+        try:
+            assert _wait(lambda: all(lab.poll(t).state.name == "allocated" for t in tokens))
+            allocated = [lab.poll(t).allocations["main"][0] for t in tokens]
+            assert set(allocated) == L7X_PLACES  # three jobs, three distinct places
+            fourth = lab.reserve({"board": "l7x"})
+            time.sleep(1.0)
+            assert lab.poll(fourth).state.name == "waiting"  # no free L7X: it queues
+
+            place = allocated[0]
+            lab.acquire(place)  # the exporter starts the slot's rig serve now
+            port = _port_of(lab, place)
+            assert port
+            lab.cancel(tokens[0])  # the first job is done (reservation, then place: as lease())
+            lab.release(place)  # ... and the exporter stops rig serve: nothing listens any more
+            assert _wait(lambda: _port_of(lab, place) is None)
+            assert _wait(lambda: lab.poll(fourth).state.name == "allocated")
+            assert lab.poll(fourth).allocations["main"] == [place]
+        finally:
+            for token in [*tokens, fourth]:
+                if token:
+                    lab.cancel(token)
+
+
+def test_a_slot_busy_with_a_local_rig_command_refuses_the_acquire_cleanly(farm):
+    station = config.load_station(farm.stations["pi-a"])
+    with Lab(farm.address) as lab:
+        with LiveStation(station) as local:
+            local.open_slot("l7x-2")  # a local `rig` command holds the slot
+            with pytest.raises(LabError, match=r"pi-a-l7x-2: pi-a/l7x-2: .*is in use by PID"):
+                lab.acquire("pi-a-l7x-2")
+        lab.acquire("pi-a-l7x-2")  # the resource is not broken: once free, it works
+        try:
+            assert _port_of(lab, "pi-a-l7x-2")
+        finally:
+            lab.release("pi-a-l7x-2")
+
+
+def _env_file(farm, place: str, image: str) -> str:
+    path = farm.root / f"env-{place}.yaml"
+    path.write_text(
+        f"options: {{coordinator_address: '{farm.address}'}}\n"
+        "imports: [rig.labgrid.drivers]\n"
+        "targets:\n  main:\n"
+        f"    resources:\n      RemotePlace: {{name: {place}}}\n"
+        "    drivers:\n"
+        "      RigPowerDriver: {}\n"
+        f"      RigFlashDriver: {{backups: '{farm.root}/lab-backups'}}\n"
+        f"      RigStrategy: {{image: {image}}}\n"
+    )
+    return str(path)
+
+
+def test_strategy_takes_a_remote_l7x_off_flashed_running_with_a_backup_first(farm):
+    from labgrid import Environment
+
+    from rig.operations.backups import BackupStore
+
+    with lease(farm.address, [{"board": "l7x", "name": "pi-a-l7x-1"}]) as (leased,):
+        env = Environment(_env_file(farm, leased.place, "custom-grbl"))
+        target = env.get_target("main")
+        strategy = target.get_driver("RigStrategy")
+        try:
+            strategy.transition("off")
+            strategy.transition("flashed")
+            flash = target.get_driver("RigFlashDriver")
+            check = flash.last_backup
+            assert check.taken and check.backup.mac == leased.expected_mac or check.backup.mac
+            stored = BackupStore(farm.root / "lab-backups").latest(check.backup.mac)
+            assert stored is not None and stored.sha256 == check.backup.sha256
+            strategy.transition("running")
+            assert strategy.boot.ok and "Grbl 1.3a" in strategy.boot.console
+        finally:
+            target.deactivate_all_drivers()
+            env.cleanup()
+
+
+def test_rig_flash_over_the_lab_reflashes_every_l7x_place_across_pis(farm):
+    result = farm.rig(
+        "flash", "--board", "l7x", "--firmware", "vendor-l7x", "--slots", "pi-a-l7x-2,pi-b-l7x-1",
+        "--lg-coordinator", farm.address, "--json", timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "lab: acquired pi-a-l7x-2" in result.stderr
+    assert "lab: released pi-b-l7x-1" in result.stderr
+    with Lab(farm.address) as lab:
+        assert not any(p.acquired for p in lab.places().values())
+
+
+HIL_SUITE = Path(__file__).parent.parent / "hil"
+
+
+@pytest.mark.timeout(200)
+def test_pytest_runs_the_hil_suite_over_the_lab(farm, pytester, monkeypatch, tmp_path):
+    for name in ("conftest.py", "test_hil_cycle.py"):
+        shutil.copy(HIL_SUITE / name, pytester.path / name)
+    _pytest_env(farm, monkeypatch)
+    result = pytester.runpytest_subprocess(
+        "--board", "l7x", "--lg-coordinator", farm.address, "--slots", "1",
+        "--backups", str(tmp_path / "hil-backups"), "-p", "no:cacheprovider", "-v",
+        timeout=170,
+    )  # fmt: skip
+    out = result.stdout.str()
+    result.assert_outcomes(passed=9)
+    leased = re.search(r"rig lab: (\S+) = pi-[ab]/l7x-\d \(l7x\) at rfc2217://127\.0\.0\.1", out)
+    assert leased, out
+    assert f"test_boot_check_original[{leased.group(1)}] PASSED" in out
+    assert f"lab: released {leased.group(1)}" in out
+    with Lab(farm.address) as lab:
+        assert not any(p.acquired for p in lab.places().values())
+
+
+STATION_TEST = """
+def test_station(station):  # on a worker: the controller's lab station, both places remote
+    slots = station.config.slots
+    assert station.config.name == "lab" and len(slots) == 2
+    assert all(slot.remote.startswith("rfc2217://127.0.0.1:") for slot in slots)
+"""
+
+
+def _pytest_env(farm, monkeypatch) -> None:
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    # pytest-embedded's autouse fixtures want a `target`, which labgrid's plugin also defines
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
+
+
+def test_each_xdist_worker_gets_a_place_of_its_own(farm, pytester, monkeypatch, tmp_path):
+    _pytest_env(farm, monkeypatch)
+    pytester.makepyfile(test_station=STATION_TEST)
+    result = pytester.runpytest_subprocess(
+        "--board", "l7x", "--lg-coordinator", farm.address, "-n", "2",
+        "-p", "no:cacheprovider", timeout=120,
+    )  # fmt: skip
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    leased = re.findall(r"rig lab: acquired (\S+)", out)
+    assert len(set(leased)) == 2 and set(leased) <= L7X_PLACES, out
+    assert "1 passed" in out
+
+
+def test_sigterm_while_queued_releases_the_places_and_cancels_the_reservations(farm, tmp_path):
+    """Four places wanted, three exist: the run waits in the queue holding three; a SIGTERM
+    then gives everything back."""
+    (tmp_path / "test_nothing.py").write_text("def test_nothing(board):\n    pass\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:pytest_embedded", "-p", "no:cacheprovider",
+         "--board", "l7x", "--lg-coordinator", farm.address, "--slots", "4"],
+        cwd=tmp_path, env=farm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if sum("rig lab: acquired" in seen for seen in lines) == 3:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(lines) + out
+    assert proc.returncode != 0, text
+    assert text.count("rig lab: released") == 3, text
+    with Lab(farm.address) as lab:
+        assert not any(p.acquired for p in lab.places().values())
+        reservations = lab._call("GetReservations", pb2.GetReservationsRequest()).reservations
+        assert not reservations, reservations
+
+
+def test_killing_an_exporter_mid_job_fails_the_job_and_releases_the_pis_relays(farm, tmp_path):
+    failure: list[BaseException] = []
+    with lease(farm.address, [{"board": "l7x", "name": "pi-b-l7x-1"}]) as leased:
+        lab_station = tmp_path / "lab.yaml"
+        lab_station.write_text(
+            lab_station_text(leased, backups=str(tmp_path / "b"), locks=str(tmp_path / "l"))
+        )
+        station = config.load_station(lab_station)
+        started = threading.Event()
+
+        def job():
+            with LiveStation(station) as remote:
+                slot = remote.open_slot("pi-b-l7x-1")
+                try:
+                    with hil.flasher(slot) as session:
+                        started.set()
+                        for _ in range(200):  # reads until the Pi goes away
+                            session.md5(0, 0x400000)
+                except OperationError as err:
+                    failure.append(err)
+
+        worker = threading.Thread(target=job, daemon=True)
+        worker.start()
+        assert started.wait(60), "the job never connected"
+        exporter = farm.children["exporter-pi-b"]
+        os.killpg(exporter.proc.pid, 9)  # the Pi's exporter dies, no chance to clean up
+        worker.join(60)
+        assert not worker.is_alive(), "the job hung"
+    assert failure, "the job did not fail"
+    log = farm.serve_log("pi-b", "l7x-1")
+    assert _wait(lambda: "relays released, slot unlocked" in farm.serve_log("pi-b", "l7x-1")), log
+    assert "stdin closed" in farm.serve_log("pi-b", "l7x-1")
+    pi_b = config.load_station(farm.stations["pi-b"])
+    SlotLock(pi_b.locks, "pi-b", "l7x-1").acquire().release()  # nothing holds the slot on the Pi

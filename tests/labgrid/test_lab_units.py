@@ -1,0 +1,149 @@
+"""The lab's pieces that need no coordinator: the exporter config as labgrid reads it, places,
+lab stations, and the core rig without labgrid installed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("labgrid")
+
+from labgrid.remote.config import ResourceConfig  # noqa: E402
+
+from rig import config  # noqa: E402
+from rig.labgrid.client import Leased  # noqa: E402
+from rig.labgrid.config import exporter_config, place_specs  # noqa: E402
+from rig.labgrid.station import lab_station_text  # noqa: E402
+
+MAC = "24:0a:c4:00:00:01"
+AWKWARD = "st{{ x }}a#b ## c {% raw %}"  # Jinja delimiters, a line comment, a statement prefix
+
+
+def _station(tmp_path, directory: str = AWKWARD) -> tuple[config.Station, object]:
+    where = tmp_path / directory / "stations"
+    where.mkdir(parents=True)
+    path = where / "pi-a.yaml"
+    path.write_text(
+        f"name: pi-a\nbackups: {tmp_path}/b\nlocks: {tmp_path}/l\npins: {{backend: sim}}\nslots:\n"
+        "  - {id: l7x-1, board: l7x, relays: {io0: {pin: 17}, power: {pin: 27}},"
+        " expected_mac: '24:0a:c4:00:00:01', simulated: {variant: l7x, mac: '24:0a:c4:00:00:01'}}\n"
+        "  - {id: devkitc-1, board: esp32-devkitc, relays: {io0: {pin: 5}, reset: {pin: 6}},"
+        " simulated: {variant: devkit}}\n"
+    )
+    return config.load_station(path), path
+
+
+def test_exporter_config_reads_back_through_labgrids_jinja_loader(tmp_path):
+    station, path = _station(tmp_path)
+    text = exporter_config(station, path)
+    assert all(line.startswith(("##", '"', "  ")) for line in text.splitlines()), text
+    out = tmp_path / "exporter.yaml"
+    out.write_text(text)
+    data = ResourceConfig(str(out)).data
+    assert data["l7x-1"]["RigServePort"] == {
+        "station": str(path.resolve()),
+        "slot": "l7x-1",
+        "bind": "127.0.0.1",
+        "backup": "auto",
+    }
+    assert data["l7x-1"]["RigSlot"] == {
+        "station": "pi-a",
+        "slot": "l7x-1",
+        "board": "l7x",
+        "relays": "io0,power",
+        "expected_mac": "24:0a:c4:00:00:01",
+    }
+    assert data["devkitc-1"]["RigSlot"]["relays"] == "io0,reset"
+    assert "expected_mac" not in data["devkitc-1"]["RigSlot"]
+
+
+def test_one_place_per_slot_tagged_and_matched(tmp_path):
+    station, _ = _station(tmp_path, "plain")
+    specs = place_specs(station)
+    assert [(s.name, s.tags, s.matches) for s in specs] == [
+        (
+            "pi-a-l7x-1",
+            {"board": "l7x", "station": "pi-a", "slot": "l7x-1"},
+            ("pi-a/l7x-1/*",),
+        ),
+        (
+            "pi-a-devkitc-1",
+            {"board": "esp32-devkitc", "station": "pi-a", "slot": "devkitc-1"},
+            ("pi-a/devkitc-1/*",),
+        ),
+    ]
+    assert place_specs(station, "rack-3")[0].matches == ("rack-3/l7x-1/*",)
+
+
+def test_leased_places_make_a_station_of_remote_slots(tmp_path):
+    leased = [
+        Leased("pi-a-l7x-1", "rfc2217://127.0.0.1:4100", "l7x", "pi-a", "l7x-1", MAC, 0.5),
+        Leased("pi-b-l7x-1", "rfc2217://127.0.0.1:4200", "l7x", "pi-b", "l7x-1", None, 1.0),
+    ]  # fmt: skip
+    path = tmp_path / "lab.yaml"
+    path.write_text(lab_station_text(leased, backups=str(tmp_path / "b"), locks=str(tmp_path)))
+    station = config.load_station(path)
+    assert [(s.id, s.board, s.remote, s.expected_mac) for s in station.slots] == [
+        ("pi-a-l7x-1", "l7x", "rfc2217://127.0.0.1:4100", "24:0a:c4:00:00:01"),
+        ("pi-b-l7x-1", "l7x", "rfc2217://127.0.0.1:4200", None),
+    ]
+
+
+# -- the core without the extra --------------------------------------------------------------------
+BLOCKER = textwrap.dedent(
+    """
+    import sys
+
+    class NoLabgrid:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("labgrid", "grpc"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, NoLabgrid())
+    """
+)
+
+
+def test_the_core_works_without_labgrid_and_says_what_to_install(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+
+    blocked = run("-c", "import labgrid")
+    assert "No module named 'labgrid'" in blocked.stderr  # the blocker works
+    assert run("-m", "rig.cli", "boards").returncode == 0
+    places = run("-m", "rig.cli", "labgrid", "places", "-c", "127.0.0.1:9")
+    assert places.returncode == 2, places.stderr
+    assert "pip install 'esp-flash-rig[labgrid]'" in places.stderr
+    assert run("-m", "rig.cli", "labgrid", "exporter-config").returncode == 0  # needs no labgrid
+    env["LG_COORDINATOR"] = "127.0.0.1:9"
+    lab_run = run("-m", "pytest", "-p", "no:labgrid", "-p", "no:cacheprovider", "--board", "l7x",
+                  "--labgrid")  # fmt: skip
+    assert lab_run.returncode == 4, lab_run.stdout + lab_run.stderr  # a usage error
+    assert "pip install 'esp-flash-rig[labgrid]'" in lab_run.stderr
+
+
+def test_a_lab_run_without_a_coordinator_is_a_usage_error(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"  # nobody listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:pytest_embedded", "-p", "no:cacheprovider",
+         "--board", "l7x", "--lg-coordinator", address],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HOME": str(tmp_path), "GRPC_ENABLE_FORK_SUPPORT": "0"},
+    )  # fmt: skip
+    assert result.returncode == 4, result.stdout + result.stderr  # a usage error, no traceback
+    assert f"rig lab: no labgrid coordinator at {address}" in result.stderr
