@@ -264,6 +264,8 @@ def flash_command(
     from rig.cli.lab import lab
     from rig.hardware.safety import install_safety_net
 
+    if "@" not in firmware_name:  # FILE@OFFSET is refused by the plan, which names why
+        lab("station:check_lab_firmware")(board_name, firmware_name)  # before any lease
     install_safety_net()  # SIGTERM/SIGHUP: the lease is released on the way out
     console = Console(stderr=True)
     leased_places = lab("station:leased_places")

@@ -186,7 +186,7 @@ def write_command(station_path, board_name, slot_id, as_json, backup_mode, force
     """Write IMAGES (catalog names or FILE@OFFSET): verified fast write of changed blocks.
     Each image must belong where it goes (an app in an app partition); otadata is reset when
     it would boot another app than the one written."""
-    from rig.operations import steps
+    from rig.operations.cycle import install
     from rig.operations.images import check_placement, layout_table
 
     sel = one_slot_of(station_path, board_name, slot_id)
@@ -194,15 +194,9 @@ def write_command(station_path, board_name, slot_id, as_json, backup_mode, force
     resolved = resolve(images, sel)
     check_placement(resolved, layout_table(board_type) or None, force=force)
     policy = backup_policy(sel, backup_mode, force)
-    what = " + ".join(image.name for image in resolved)
 
     def body(report: Report, session: FlasherSession, progress: PhaseProgress | None) -> None:
-        check = steps.backup(report, session, policy, progress)
-        plan = steps.plan(
-            report, session, resolved, check.backup, board_type, erase=False, force=force, what=what
-        )
-        for image in plan.images:
-            steps.write(report, session, [image], progress, name=f"write {image.name}")
+        install(report, session, resolved, policy, board_type, force=force, progress=progress)
 
     run_op(sel, "write", as_json, body)
 

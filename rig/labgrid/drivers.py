@@ -46,13 +46,17 @@ from labgrid.util.proxy import proxymanager
 from rig import config
 from rig.board.remote import RemoteBoard, remote_url
 from rig.errors import OperationError
+from rig.labgrid.client import Leased
+from rig.labgrid.station import lab_board_type
 from rig.operations.backups import BackupStore
 from rig.operations.bootcheck import BootCheck, boot_check
+from rig.operations.cycle import install
 from rig.operations.fastwrite import WriteStats
-from rig.operations.images import resolve_images
-from rig.operations.safeguards import BackupCheck, ensure_backup, prepare_backups
+from rig.operations.images import check_placement, layout_table, resolve_images
+from rig.operations.report import Report
+from rig.operations.safeguards import BackupCheck, BackupPolicy, prepare_backups
 from rig.operations.session import FlasherSession, Identity
-from rig.operations.steps import verify_images, write_images
+from rig.operations.steps import verify_images
 
 __all__ = ["RigFlashDriver", "RigPowerDriver", "RigSlot", "RigStrategy", "Status"]
 
@@ -77,7 +81,10 @@ class RigPowerDriver(Driver, PowerProtocol, ResetProtocol):
     """The board type's sequences on the Pi, through the slot's ``rig serve`` (see module doc).
 
     ``station``: a station file on this side whose board types (and their firmware catalog)
-    to use; default: the embedded station's (the shipped board types and firmware).
+    to use; default: the shipped board types with the lab client's catalog
+    (``$RIG_LAB_FIRMWARE``, else ``~/.local/share/rig/lab-firmware``: see
+    :func:`rig.labgrid.station.lab_board_type`) - never the simulated station's synthetic images,
+    which only simulated boards understand.
     """
 
     bindings = {"port": "NetworkSerialPort", "slot": "RigSlot"}
@@ -90,7 +97,18 @@ class RigPowerDriver(Driver, PowerProtocol, ResetProtocol):
 
     @property
     def board_type(self) -> config.BoardType:
-        station = config.load_station(self.station) if self.station else config.default_station()
+        if not self.station:
+            leased = Leased(
+                place=self.slot.slot,
+                url="rfc2217://localhost:1",  # the station file needs one; never opened
+                board=self.slot.board,
+                station=self.slot.station,
+                slot=self.slot.slot,
+                expected_mac=self.slot.expected_mac or None,
+                waited=0.0,
+            )
+            return lab_board_type(leased)
+        station = config.load_station(self.station)
         try:
             return station.boards[self.slot.board]
         except KeyError:
@@ -184,11 +202,16 @@ class RigFlashDriver(Driver, BootstrapProtocol):
         MD5."""
         board = self.power.board
         images = resolve_images([filename], board.type)
+        check_placement(images, layout_table(board.type) or None, force=self.force)
         meta = {"station": self.power.slot.station, "slot": self.power.slot.slot, "via": "labgrid"}
+        policy = BackupPolicy(self.store, self.backup, meta)
+        report = Report("write", self.power.slot.slot)
         with self._session() as session:
-            self.last_backup = ensure_backup(session, self.store, self.backup, meta)
-            stats, _ = write_images(session, images)
-            verify_images(session, images)
+            check, plan, stats = install(
+                report, session, images, policy, board.type, force=self.force
+            )
+            verify_images(session, plan.images)
+        self.last_backup = check
         return stats
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from rig.labgrid.config import yaml_scalar
 __all__ = [
     "DEFAULT_BACKUPS",
     "board_places",
+    "check_lab_firmware",
+    "lab_board_type",
+    "lab_catalog",
     "lab_station_text",
     "leased_places",
     "leased_station",
@@ -31,6 +35,42 @@ __all__ = [
 # other rig backups, overridable per run (--backups, RIG_LAB_BACKUPS).
 DEFAULT_BACKUPS = "${RIG_LAB_BACKUPS:-~/.local/share/rig/lab-backups}"
 DEFAULT_LOCKS = "${XDG_RUNTIME_DIR:-/tmp}/rig-locks"
+# The lab client's firmware catalog (catalog.yaml + files, `rig firmware add --station` on a lab
+# station file imports into it): the firmware this side writes to the lab's boards. A lab of
+# simulated Pis (CI) points it at the simulated station's synthetic catalog.
+FIRMWARE_ENV, FIRMWARE_HOME = "RIG_LAB_FIRMWARE", "~/.local/share/rig/lab-firmware"
+DEFAULT_FIRMWARE = f"${{{FIRMWARE_ENV}:-{FIRMWARE_HOME}}}"
+
+
+def lab_catalog(board: str) -> list[config.CatalogFirmware]:
+    """The lab client's catalog entries for ``board`` (from :data:`DEFAULT_FIRMWARE`), read
+    before any place is leased: a name that is not there is bad input, and leasing would
+    already have the Pis check (and maybe dump) their boards."""
+    directory = Path(os.environ.get(FIRMWARE_ENV) or FIRMWARE_HOME).expanduser()
+    boards = config.load_boards(config.board_dirs_for(None))
+    return [fw for fw in config.load_catalogs([directory], boards) if fw.board == board]
+
+
+def lab_board_type(slot: Leased) -> config.BoardType:
+    """The board type of a leased slot as this side knows it - with the lab client's catalog
+    (:data:`DEFAULT_FIRMWARE`), never the simulated station's synthetic images."""
+    with tempfile.TemporaryDirectory(prefix="rig-lab-") as directory:
+        path = Path(directory) / "lab.yaml"
+        path.write_text(lab_station_text([slot], backups=directory, locks=directory))
+        return config.load_station(path).boards[slot.board]
+
+
+def check_lab_firmware(board: str, name: str) -> None:
+    """``name`` is a firmware of ``board`` in the lab client's catalog; else :class:`BadInput`
+    naming the catalog's directory and its entries."""
+    known = [fw.name for fw in lab_catalog(board)]
+    if name not in known:
+        where = os.environ.get(FIRMWARE_ENV) or FIRMWARE_HOME
+        raise BadInput(
+            f"board {board} has no firmware {name!r} in the lab's catalog ({where}; "
+            f"entries: {', '.join(known) or 'none'}; set {FIRMWARE_ENV} to another firmware "
+            "directory)"
+        )
 
 
 def lab_station_text(
@@ -42,6 +82,7 @@ def lab_station_text(
         f"name: {yaml_scalar(name)}",
         f"backups: {yaml_scalar(backups or DEFAULT_BACKUPS)}",
         f"locks: {yaml_scalar(locks or DEFAULT_LOCKS)}",
+        f"firmware: [{yaml_scalar(DEFAULT_FIRMWARE)}]",
         "slots:",
     ]
     for slot in leased:

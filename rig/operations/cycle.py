@@ -15,17 +15,52 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rig import config
 from rig.board.station import LiveSlot
 from rig.errors import OperationError
 from rig.operations import steps
 from rig.operations.backups import Backup, BackupStore
+from rig.operations.bootplan import BootPlan
+from rig.operations.fastwrite import WriteStats
 from rig.operations.images import FlashImage
 from rig.operations.report import Report
-from rig.operations.safeguards import BackupPolicy
+from rig.operations.safeguards import BackupCheck, BackupPolicy
 from rig.operations.session import FlasherSession
 from rig.operations.steps import PhaseProgress, Run
 
-__all__ = ["PhaseProgress", "run_cycle"]
+__all__ = ["PhaseProgress", "install", "run_cycle"]
+
+
+def install(
+    report: Report,
+    session: FlasherSession,
+    images: Sequence[FlashImage],
+    policy: BackupPolicy,
+    board_type: config.BoardType,
+    *,
+    force: bool = False,
+    progress: PhaseProgress | None = None,
+) -> tuple[BackupCheck, BootPlan, WriteStats]:
+    """``rig write`` without the command line (the labgrid flashing driver writes this way too):
+    the backup policy, the boot plan without an erase (otadata reset when it would boot another
+    app than the one written; refused if the result could not boot, unless ``force``), then a
+    verified fast write per image. The caller has checked where each image goes
+    (:func:`~rig.operations.images.check_placement`) before the board was touched. Returns the
+    backup check, the plan (its images are what was written) and the bytes written and skipped."""
+    check = steps.backup(report, session, policy, progress)
+    what = " + ".join(image.name for image in images)
+    plan = steps.plan(
+        report, session, images, check.backup, board_type, erase=False, force=force, what=what
+    )
+    total = WriteStats()
+    for image in plan.images:
+        stats = steps.write(report, session, [image], progress, name=f"write {image.name}")
+        total = WriteStats(
+            total.written + stats.written,
+            total.skipped + stats.skipped,
+            total.regions + stats.regions,
+        )
+    return check, plan, total
 
 
 def run_cycle(

@@ -14,7 +14,6 @@ STATIONS = {
 def farm(tmp_path_factory):
     """A coordinator and two exporters (pi-a: two L7X; pi-b: one L7X and a devkit), the places
     created by `rig labgrid places`: three places tagged board=l7x."""
-    pytest.importorskip("labgrid")
     from lab_farm import Farm
 
     farm = Farm(tmp_path_factory.mktemp("farm"), STATIONS)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rig.config import builtin_configs_dir
 from rig.esp32 import format_mac
 from rig.images.flash_contents import vendor_l7x_flash
 from rig.operations.backups import BackupStore
@@ -99,6 +100,8 @@ class Farm:
             HOME=str(home),
             XDG_RUNTIME_DIR=str(runtime),
             GRPC_ENABLE_FORK_SUPPORT="0",
+            # the lab client writes the synthetic firmware its simulated Pis' boards understand
+            RIG_LAB_FIRMWARE=str(builtin_configs_dir() / "firmware"),
             LG_COORDINATOR=self.address,
             PYTHONUNBUFFERED="1",
         )

@@ -9,16 +9,13 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
+import labgrid  # noqa: F401 - the dev extra installs it: missing must fail, not skip
+from labgrid.remote.config import ResourceConfig
 
-pytest.importorskip("labgrid")
-
-from labgrid.remote.config import ResourceConfig  # noqa: E402
-
-from rig import config  # noqa: E402
-from rig.labgrid.client import Leased  # noqa: E402
-from rig.labgrid.config import exporter_config, place_specs  # noqa: E402
-from rig.labgrid.station import lab_station_text  # noqa: E402
+from rig import config
+from rig.labgrid.client import Leased
+from rig.labgrid.config import exporter_config, place_specs
+from rig.labgrid.station import lab_station_text
 
 MAC = "24:0a:c4:00:00:01"
 AWKWARD = "st{{ x }}a#b ## c {% raw %}"  # Jinja delimiters, a line comment, a statement prefix
@@ -147,3 +144,39 @@ def test_a_lab_run_without_a_coordinator_is_a_usage_error(tmp_path):
     )  # fmt: skip
     assert result.returncode == 4, result.stdout + result.stderr  # a usage error, no traceback
     assert f"rig lab: no labgrid coordinator at {address}" in result.stderr
+
+
+# -- which catalog the lab client writes from ----------------------------------------------------
+def test_the_lab_clients_catalog_is_its_own_never_the_simulated_stations(tmp_path, monkeypatch):
+    """A real lab's boards must never get the simulated station's synthetic images: the drivers
+    and `rig flash --lg-coordinator` take firmware from the lab client's catalog only."""
+    from labgrid import Target
+    from labgrid.resource import NetworkSerialPort
+
+    from rig.labgrid.drivers import RigPowerDriver, RigSlot
+
+    target = Target("main")
+    NetworkSerialPort(target, None, host="127.0.0.1", port=4100)
+    RigSlot(target, None, station="pi-a", slot="l7x-1", board="l7x")
+    power = RigPowerDriver(target, None)  # no station: given: the lab client's catalog
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default lab catalog: empty
+    monkeypatch.delenv("RIG_LAB_FIRMWARE", raising=False)
+    assert power.board_type.firmware == ()
+    shipped = config.builtin_configs_dir() / "firmware"  # a lab of simulated Pis (CI)
+    monkeypatch.setenv("RIG_LAB_FIRMWARE", str(shipped))
+    assert {fw.name for fw in power.board_type.firmware} == {"vendor-l7x", "custom-grbl"}
+
+
+def test_rig_flash_over_a_lab_checks_the_firmware_name_before_any_lease(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"  # nobody listens: a lease would fail
+    result = subprocess.run(
+        [sys.executable, "-m", "rig.cli", "flash", "--board", "l7x", "--firmware", "custom-grbl",
+         "--lg-coordinator", address],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HOME": str(tmp_path), "GRPC_ENABLE_FORK_SUPPORT": "0"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "board l7x has no firmware 'custom-grbl' in the lab's catalog" in result.stderr
+    assert "coordinator" not in result.stderr  # refused before talking to the lab
