@@ -106,9 +106,11 @@ class Rfc2217Endpoint:
             self._hang_up(conn)
 
     def _hang_up(self, conn: socket.socket) -> None:
+        # free the endpoint before the client can see the hang-up: a client that connects again
+        # as soon as its socket closes must not be turned away as a second client
+        self._conn = None
         with contextlib.suppress(OSError):
             conn.close()
-        self._conn = None  # the next client may come
 
     def _set_line(self, name: str, asserted: bool) -> None:
         """One of the client's lines changed: the board gets both, as its bridge drives them."""
