@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from rig.config import builtin_configs_dir
 from rig.esp32 import format_mac
 from rig.images.flash_contents import vendor_l7x_flash
@@ -30,6 +33,7 @@ from rig.sim.parts.efuse import mac_from_seed
 
 CHILD_LIMIT = 300  # s: no farm process outlives this, whatever happens to the test run
 READY_TIMEOUT = 30.0
+LAB_FIRMWARE = "custom-grbl"  # the one entry of the lab client's catalog
 CLIENT_BACKUPS = ".local/share/rig/lab-backups"  # rig.labgrid.station.DEFAULT_BACKUPS under HOME
 
 
@@ -100,12 +104,24 @@ class Farm:
             HOME=str(home),
             XDG_RUNTIME_DIR=str(runtime),
             GRPC_ENABLE_FORK_SUPPORT="0",
-            # the lab client writes the synthetic firmware its simulated Pis' boards understand
-            RIG_LAB_FIRMWARE=str(builtin_configs_dir() / "firmware"),
+            RIG_LAB_FIRMWARE=str(self._lab_firmware()),
             LG_COORDINATOR=self.address,
             PYTHONUNBUFFERED="1",
         )
         return env
+
+    def _lab_firmware(self) -> Path:
+        """The lab client's catalog: the synthetic custom-grbl, an image the simulated Pis' boards
+        understand, and only it (what these tests write; the vendor original is the backups')."""
+        shipped = builtin_configs_dir() / "firmware"
+        catalog = yaml.safe_load((shipped / "catalog.yaml").read_text())
+        entries = [fw for fw in catalog["firmware"] if fw["name"] == LAB_FIRMWARE]
+        lab = self.root / "lab-firmware"
+        lab.mkdir(parents=True, exist_ok=True)
+        for part in entries[0]["parts"]:
+            shutil.copy(shipped / part["file"], lab / part["file"])
+        (lab / "catalog.yaml").write_text(yaml.safe_dump({"firmware": entries}))
+        return lab
 
     def _station(self, name: str, slots: list[tuple[str, str]]) -> Path:
         base = self.root / name
