@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -141,8 +142,8 @@ def runs(station: Path) -> list[Path]:
 
 def table_rows(text: str) -> dict[str, list[str]]:
     rows = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
+    for line in text.splitlines():  # plain aligned text: stdout is not a terminal
+        cells = re.split(r"\s{2,}", line.strip())
         if cells and cells[0] in (*L7X, "devkitc-1"):
             rows[cells[0]] = cells
     return rows
@@ -156,6 +157,8 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
     [run_dir] = runs(station)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["ok"] is True and report["counts"] == {"ok": 4}
+    assert (report["station"], report["simulated"]) == ("bench", True)
+    assert result.stdout.startswith("station bench: SIMULATED boards, no real hardware")
     assert report["run_dir"] == str(run_dir) and report["interrupted"] is None
     assert report["firmware"]["size"] == CUSTOM.stat().st_size
     boards = {b["slot"]: b for b in report["boards"]}
@@ -190,7 +193,7 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
             str(board["bytes_written"]),
             str(board["bytes_skipped"]),
         ]
-        assert rows[slot][5] == f"{board['seconds']:.1f} s" and rows[slot][6] == ""
+        assert rows[slot][5] == f"{board['seconds']:.1f} s" and rows[slot][6] == "-"
     assert report["summary"] in " ".join(result.stdout.split())
     assert BatchReport.from_dict(report).summary() == report["summary"]
     for slot in L7X:  # plain progress lines on stderr (not a terminal)
@@ -234,7 +237,9 @@ def test_broken_slot_is_quarantined_flaky_slot_succeeds_on_retry_the_others_succ
     assert boards["l7x-4"]["result"] == "ok" and boards["l7x-4"]["backup_taken"] is False
 
     # The quarantine is in the station's state file, with the reason...
-    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)[
+        "quarantined"
+    ]
     assert [(q["slot"], q["reason"], q["run_dir"]) for q in listed] == [
         ("l7x-1", broken["error"], str(run_dir))
     ]
@@ -249,7 +254,8 @@ def test_broken_slot_is_quarantined_flaky_slot_succeeds_on_retry_the_others_succ
     # ... until it is cleared.
     cleared = invoke(quarantine_command, "--station", station, "--clear", "l7x-1")
     assert cleared.exit_code == 0 and "l7x-1: out of quarantine" in cleared.stderr
-    assert json.loads(invoke(quarantine_command, "--station", station, "--json").stdout) == []
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    assert listed == {"station": "bench", "simulated": True, "quarantined": []}
     listing = invoke(quarantine_command, "--station", station)
     assert "no quarantined slots in station bench" in listing.stdout
 
@@ -445,7 +451,9 @@ def test_a_bad_sector_is_not_retried_and_not_quarantined(bench):
     assert board["attempts"] == 1 and board["attempt_errors"] == []
     assert "0x20000-0x20fff" in board["error"] and "bad or worn sector" in board["error"]
     assert board["not_done"] == ["write", "verify", "boot check"]
-    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)[
+        "quarantined"
+    ]
     assert listed == []
 
 

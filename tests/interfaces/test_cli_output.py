@@ -1,0 +1,163 @@
+"""What a person reads: every listing at 80 and 200 columns with MACs and ids whole, plain text
+(no box drawing) when piped, TSV, full values in --json, and the station named - simulated or
+not - in the first line and in the JSON of every command family."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+
+import pytest
+from click.testing import CliRunner
+
+from rig import config
+from rig.cli import main
+from rig.cli.render import print_batch
+from rig.cli.render.tables import station_line
+from rig.esp32 import format_mac
+from rig.hardware.safety import uninstall_safety_net
+from rig.operations.backups import BackupStore
+from rig.operations.batch.quarantine import QuarantineEntry, StationState
+from rig.operations.batch.results import BatchReport, BoardResult
+from rig.sim.parts.efuse import mac_from_seed
+
+MAC = format_mac(mac_from_seed("l7x:l7x-2"))
+FLASH = bytes(range(256)) * 16 * 4  # 16 KB is enough for a listing
+BOX = re.compile("[│┃━─┏┓└┘╇┡┩]")
+LISTINGS = {  # command -> the identifiers its table must show whole
+    "backups": ("id", "mac"),
+    "stations": ("slot", "expected_mac"),
+    "boards": ("name",),
+    "quarantine": ("slot", "mac"),
+    "firmware list": ("name",),
+}
+KEYS = {"backups": "backups", "stations": "slots", "boards": "boards"}
+KEYS |= {"quarantine": "quarantined", "firmware list": "firmware"}
+
+
+@pytest.fixture
+def rig(sim_station_file):
+    def run(*args: str, width: int = 200, code: int = 0):
+        result = CliRunner().invoke(
+            main, [*args, "--station", str(sim_station_file)], env={"COLUMNS": str(width)}
+        )
+        assert result.exit_code == code, result.output
+        return result
+
+    yield run
+    uninstall_safety_net()
+
+
+@pytest.fixture
+def seeded(sim_station_file):
+    """A backup of l7x-2 and a quarantined l7x-2: every listing has rows with a MAC."""
+    station = config.load_station(sim_station_file)
+    backup = BackupStore(station.backups).save(
+        MAC, FLASH, hashlib.md5(FLASH).hexdigest(), {"slot": "l7x-2"}, flash_size=len(FLASH)
+    )
+    entry = QuarantineEntry(
+        "l7x-2", "gave up after 3 attempts: " + "the port stayed silent " * 4,
+        "2026-01-02T03:04:05+00:00", MAC, 3, str(station.state_dir / "runs" / ("x" * 30)),
+    )  # fmt: skip
+    StationState.of(station).quarantine([entry])
+    return backup
+
+
+def identifiers(rig, command: str) -> list[str]:
+    data = json.loads(rig(*command.split(), "--json").stdout)
+    keys = LISTINGS[command]
+    values = [str(row[k]) for row in data[KEYS[command]] for k in keys if row[k]]
+    assert values, f"{command} lists nothing to check"
+    return values
+
+
+@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("command", list(LISTINGS))
+def test_every_listing_shows_its_identifiers_whole_at_80_and_200_columns(
+    rig, seeded, command, width, tmp_path
+):
+    table = rig(*command.split(), "--format", "table", width=width).stdout
+    lines = table.splitlines()
+    assert lines[0].startswith("station sim: SIMULATED boards")
+    # nothing wider than the terminal but a title naming a path (tmp_path: long, on one line)
+    assert all(len(line) <= width for line in lines[1:] if str(tmp_path) not in line), table
+    for value in identifiers(rig, command):
+        assert value in table, f"{value} not whole at {width} columns:\n{table}"
+    assert "…" not in table
+
+
+@pytest.mark.parametrize("command", list(LISTINGS))
+def test_piped_listings_are_plain_aligned_text_and_tsv(rig, seeded, command):
+    plain = rig(*command.split()).stdout  # CliRunner: stdout is not a terminal
+    assert not BOX.search(plain), plain
+    for value in identifiers(rig, command):
+        assert value in plain
+    tsv = rig(*command.split(), "--format", "tsv")
+    rows = [line.split("\t") for line in tsv.stdout.splitlines()]
+    assert len({len(r) for r in rows}) == 1 and len(rows) >= 2  # a header, a row or more
+    assert "station sim: SIMULATED" in tsv.stderr and "station" not in rows[0]
+
+
+def test_backups_json_carries_full_values(rig, seeded):
+    data = json.loads(rig("backups", "--json").stdout)
+    assert (data["station"], data["simulated"]) == ("sim", True)
+    [row] = data["backups"]
+    assert row["sha256"] == hashlib.sha256(FLASH).hexdigest()  # all 64 digits
+    assert row["size"] == len(FLASH) and row["intact"] is True
+    assert datetime.fromisoformat(row["created"]).tzinfo is not None
+    assert row["id"] == seeded.id and row["mac"] == MAC
+
+
+def test_the_batch_table_keeps_slot_and_mac_whole_at_80_columns(monkeypatch, capsys):
+    boards = [
+        BoardResult(
+            slot=f"bench-l7x-{n}",
+            result="quarantined" if n == 2 else "ok",
+            mac=MAC,
+            bytes_written=838848,
+            bytes_skipped=3355456,
+            seconds=12.3,
+            error="gave up after 3 attempts: no download mode: " + "check the io0 relay " * 3,
+        )  # fmt: skip
+        for n in range(1, 5)
+    ]
+    firmware = {"name": "custom-grbl", "sha256": "0" * 64, "offset": 0x1000, "size": 1}
+    report = BatchReport("bench", "l7x", firmware, "/r", "/s", "now", 4, 2, boards=boards)
+    for width in (80, 200):
+        monkeypatch.setenv("COLUMNS", str(width))
+        print_batch(report, "table")
+        table = capsys.readouterr().out
+        assert all(len(line) <= width for line in table.splitlines())
+        for board in boards:
+            assert re.search(rf"│ {board.slot} +│ {MAC} │ {board.result} ", table), table
+
+
+def test_a_step_report_is_plain_when_piped_and_names_the_station(rig):
+    result = rig("identify", "--slot", "l7x-2", width=80)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("station sim: SIMULATED boards")
+    assert not BOX.search(result.stdout)
+    assert re.search(r"^identify +ok +\d+\.\d\d s ", result.stdout, re.M), result.stdout
+    report = json.loads(rig("identify", "--slot", "l7x-2", "--json").stdout)
+    assert (report["station"], report["simulated"], report["mac"]) == ("sim", True, MAC)
+
+
+@pytest.mark.parametrize("command", [["boards"], ["stations"], ["backups"], ["quarantine"]])
+def test_a_real_station_is_not_called_simulated(command):
+    pi = config.builtin_configs_dir() / "stations" / "pi-example.yaml"
+    station = config.load_station(pi)
+    result = CliRunner().invoke(main, [*command, "--station", str(pi), "--json"])
+    data = json.loads(result.stdout)
+    assert (data["station"], data["simulated"]) == (station.name, False)
+    first = CliRunner().invoke(main, [*command, "--station", str(pi)]).stdout.splitlines()[0]
+    assert first == f"station {station.name} ({pi})"
+
+
+def test_a_station_with_some_simulated_slots_names_them():
+    station = config.default_station()
+    real = station.slots[0].model_copy(update={"simulated": None, "port": "/dev/ttyUSB0"})
+    mixed = station.model_copy(update={"slots": (real, *station.slots[1:])})
+    assert mixed.simulated and mixed.simulated_slots == tuple(s.id for s in station.slots[1:])
+    assert station_line(mixed).startswith("station sim: SIMULATED slots l7x-2, l7x-3, ")
