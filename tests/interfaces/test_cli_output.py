@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from rig.cli import main
 from rig.cli.render import print_batch
 from rig.cli.render.tables import station_line
 from rig.esp32 import format_mac
+from rig.hardware.locks import SlotLock
 from rig.hardware.safety import uninstall_safety_net
 from rig.operations.backups import BackupStore
 from rig.operations.batch.quarantine import QuarantineEntry, StationState
@@ -32,9 +34,10 @@ LISTINGS = {  # command -> the identifiers its table must show whole
     "boards": ("name",),
     "quarantine": ("slot", "mac"),
     "firmware list": ("name",),
+    "status": ("slot", "mac"),
 }
 KEYS = {"backups": "backups", "stations": "slots", "boards": "boards"}
-KEYS |= {"quarantine": "quarantined", "firmware list": "firmware"}
+KEYS |= {"quarantine": "quarantined", "firmware list": "firmware", "status": "slots"}
 
 
 @pytest.fixture
@@ -161,3 +164,31 @@ def test_a_station_with_some_simulated_slots_names_them():
     mixed = station.model_copy(update={"slots": (real, *station.slots[1:])})
     assert mixed.simulated and mixed.simulated_slots == tuple(s.id for s in station.slots[1:])
     assert station_line(mixed).startswith("station sim: SIMULATED slots l7x-2, l7x-3, ")
+
+
+def test_status_shows_lock_quarantine_last_run_and_backups_per_slot(rig, seeded, sim_station_file):
+    station = config.load_station(sim_station_file)
+    run = StationState.of(station).new_run_dir()
+    board = BoardResult(slot="l7x-2", result="failed", mac=MAC, error="no download mode")
+    firmware = {"name": "custom-grbl", "sha256": "0" * 64, "offset": 0x1000, "size": 1}
+    report = BatchReport("sim", "l7x", firmware, str(run), "", "2026-01-02T03:04:05+00:00", 1, 0)
+    report.boards = [board]
+    (run / "report.json").write_text(report.to_json())
+    with SlotLock(station.locks, station.name, "l7x-3"):
+        data = json.loads(rig("status", "--json").stdout)
+        plain = rig("status").stdout
+    slots = {s["slot"]: s for s in data["slots"]}
+    assert list(slots) == [s.id for s in station.slots] and data["simulated"] is True
+    two = slots["l7x-2"]
+    assert (two["board"], two["mac"], two["backups"]) == ("l7x", MAC, 1)
+    assert two["latest_backup"]["id"] == seeded.id
+    assert two["latest_backup"]["sha256"] == hashlib.sha256(FLASH).hexdigest()
+    assert two["quarantined"]["attempts"] == 3 and two["lock_holder"] is None
+    assert two["last_run"]["result"] == "failed" and two["last_run"]["run"] == str(run)
+    assert slots["l7x-3"]["lock_holder"].startswith(f"{os.getpid()} ")
+    assert slots["l7x-1"] == {**slots["l7x-1"], "backups": 0, "last_run": None, "quarantined": None}
+    row = next(line for line in plain.splitlines() if line.startswith("l7x-2 "))
+    assert MAC in row and "QUARANTINED since 2026-01-02 03:04" in row
+    assert "failed (custom-grbl, 2026-01-02 03:04): no download mode" in row
+    assert seeded.id in row and "1, latest " in row
+    assert "in use: " in next(line for line in plain.splitlines() if line.startswith("l7x-3 "))

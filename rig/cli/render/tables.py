@@ -22,6 +22,7 @@ Every station command's first line names the station and says whether its boards
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,18 +144,27 @@ def print_rows(title: str, cols: Sequence[Col], rows: list[dict[str, Any]], fmt:
     if fmt == "plain" or (fmt == "auto" and not console.is_terminal):
         click.echo(plain_text(title, cols, rows))
     elif fitting(cols, rows, console.width) is None:
-        click.echo(records(title, cols, rows))
+        click.echo(records(title, cols, rows, console.width))
     else:
         console.print(rich_table(title, cols, rows, console.width))
 
 
-def records(title: str, cols: Sequence[Col], rows: list[dict[str, Any]]) -> str:
+def records(title: str, cols: Sequence[Col], rows: list[dict[str, Any]], width: int) -> str:
     """One ``header  value`` line per column, a blank line between rows: for a terminal too
-    narrow for the identifiers side by side (as ``psql``'s expanded display)."""
-    width = max(len(c.title) for c in cols)
-    blocks = [
-        "\n".join(f"{c.title:<{width}}  {c.text(row.get(c.key))}" for c in cols) for row in rows
-    ]
+    narrow for the identifiers side by side (as ``psql``'s expanded display). Text wraps at
+    ``width``; identifiers stay on one line."""
+    key = max(len(c.title) for c in cols) + 2
+    blocks = []
+    for row in rows:
+        lines = []
+        for c in cols:
+            text = c.text(row.get(c.key))
+            if c.kind == "text":
+                text = "\n".join(textwrap.wrap(text, max(width - key, 20))).replace(
+                    "\n", "\n" + " " * key
+                )
+            lines.append(f"{c.title:<{key}}{text}")
+        blocks.append("\n".join(lines))
     return "\n\n".join(([title] if title else []) + blocks)
 
 
