@@ -38,6 +38,7 @@ from rig.cli.common import (
     station_option,
 )
 from rig.cli.render import RESULT_STYLE, print_batch
+from rig.cli.render.html import write_batch_html
 from rig.cli.render.tables import Col, emit_rows, station_line
 from rig.errors import BadInput
 
@@ -309,11 +310,14 @@ def _flash(station, board_name, firmware_name, slots, jobs, retries, backoff, as
     display_cls = LiveDisplay if console.is_terminal else PlainDisplay
     with display_cls(console, width) as display:
         report = run_batch(plan, on_event=display.handle)
+    html = write_batch_html(report)
     if as_json:
         click.echo(report.to_json())
+        click.echo(f"report: {html}", err=True)
     else:
         out = Console()
         print_batch(report)
+        click.echo(f"report: {html}")
         style = "green" if report.ok else ("yellow" if report.interrupted else "red")
         out.print(f"[{style}]{report.summary()}[/]", soft_wrap=True)
         for note in report.notes:

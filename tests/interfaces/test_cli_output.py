@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from rig import config
 from rig.cli import main
 from rig.cli.render import print_batch
+from rig.cli.render.html import batch_html
 from rig.cli.render.tables import station_line
 from rig.esp32 import format_mac
 from rig.hardware.locks import SlotLock
@@ -192,3 +193,35 @@ def test_status_shows_lock_quarantine_last_run_and_backups_per_slot(rig, seeded,
     assert "failed (custom-grbl, 2026-01-02 03:04): no download mode" in row
     assert seeded.id in row and "1, latest " in row
     assert "in use: " in next(line for line in plain.splitlines() if line.startswith("l7x-3 "))
+
+
+def test_the_html_report_highlights_retries_and_quarantines():
+    step = {"name": "connect", "ok": False, "seconds": 2.0, "detail": "no download mode"}
+    ok = {"name": "write", "ok": True, "seconds": 4.0, "detail": ""}
+    boards = [
+        BoardResult(slot="l7x-1", result="quarantined", mac=MAC, attempts=3, steps=[step]),
+        BoardResult(
+            slot="l7x-2",
+            result="ok",
+            mac=MAC,
+            attempts=2,
+            steps=[ok],
+            bytes_written=4096 * 100,
+            attempt_errors=["the port stayed silent"],
+            started="2026-01-02T03:04:06+00:00",
+        ),  # fmt: skip
+        BoardResult(slot="l7x-3", result="ok", mac=MAC, attempts=1, steps=[ok]),
+    ]
+    firmware = {"name": "fw<1>", "sha256": "a" * 64, "offset": 0x1000, "size": 1}
+    report = BatchReport(
+        "sim", "l7x", firmware, "/r", "/s", "2026-01-02T03:04:05+00:00", 3, 2, boards=boards
+    )
+    page = batch_html(report)
+    rows = dict(re.findall(r'<tr class="(\w*)"><td class="mono">([\w-]+)</td>', page))
+    assert {v: k for k, v in rows.items()} == {"l7x-1": "quarantined", "l7x-2": "retried"} | {
+        "l7x-3": ""
+    }
+    assert "the port stayed silent" in page and "100.0 KiB/s" in page  # 400 KiB in 4 s
+    assert 'fill="#b3261e"' in page  # the failed step is red
+    assert "fw&lt;1&gt;" in page and "fw<1>" not in page  # escaped
+    assert "a" * 64 in page  # the full sha256

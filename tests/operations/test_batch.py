@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,52 @@ def runs(station: Path) -> list[Path]:
     return sorted((station.parent.parent / "state" / "bench" / "runs").glob("*"))
 
 
+class ReportPage(HTMLParser):
+    """report.html, as a browser reads it: the timeline's bars per board (the SVG row's label,
+    then its rects' data-step), the table's rows by slot, and anything it would fetch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: dict[str, list[str]] = {}
+        self.rows: dict[str, list[str]] = {}
+        self.external: list[str] = []
+        self._label = self._cell = False
+        self._board = ""
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("src", "href"):
+            if attrs.get(key):
+                self.external.append(attrs[key])
+        if tag == "text" and attrs.get("x") == "0":
+            self._label = True
+        elif tag == "rect":
+            self.bars[self._board].append(attrs["data-step"])
+        elif tag == "tr":
+            self._row = []
+        elif tag == "td":
+            self._cell = True
+
+    def handle_endtag(self, tag):
+        self._label = self._cell = self._label and tag != "text"
+        if tag == "tr" and self._row:
+            self.rows[self._row[0]] = self._row
+
+    def handle_data(self, data):
+        if self._label:
+            self._board = data.split(" (")[0]
+            self.bars[self._board] = []
+        elif self._cell and self._row is not None:
+            self._row.append(data)
+
+
+def parse_report_html(text: str) -> ReportPage:
+    page = ReportPage()
+    page.feed(text)
+    return page
+
+
 def table_rows(text: str) -> dict[str, list[str]]:
     rows = {}
     for line in text.splitlines():  # plain aligned text: stdout is not a terminal
@@ -196,6 +243,14 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
         assert rows[slot][5] == f"{board['seconds']:.1f} s" and rows[slot][6] == "-"
     assert report["summary"] in " ".join(result.stdout.split())
     assert BatchReport.from_dict(report).summary() == report["summary"]
+    # report.html beside report.json, its path printed; every board and each of its steps in it
+    html = run_dir / "report.html"
+    assert f"report: {html}" in result.stdout
+    page = parse_report_html(html.read_text())
+    assert not page.external, page.external  # self-contained
+    for slot, board in boards.items():
+        assert page.bars[slot] == [s["name"] for s in board["steps"]] == list(STEPS)
+        assert slot in page.rows and board["mac"] in page.rows[slot]
     for slot in L7X:  # plain progress lines on stderr (not a terminal)
         assert f"{slot}: write" in result.stderr and f"{slot}: OK in" in result.stderr
 
