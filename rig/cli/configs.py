@@ -8,6 +8,7 @@ import click
 
 from rig.cli.common import command, listing_options, load_station, options, output_format
 from rig.cli.render.tables import Col, emit_rows
+from rig.cli.schemas import OUTPUTS, output_schema
 
 __all__ = ["COMMANDS"]
 
@@ -27,11 +28,20 @@ def check_command(files):
 
 
 @command("schema")
-def schema_command():
-    """Print the JSON Schema of board and station files (for editor completion)."""
+@click.option(
+    "--output",
+    "output_name",
+    type=click.Choice(sorted(OUTPUTS)),
+    help="The schema of a command's --json output instead (report: identify, dump, erase, "
+    "write, verify, restore, cycle, demo).",
+)
+def schema_command(output_name):
+    """Print the JSON Schema of board and station files (for editor completion), or of a
+    command's --json output."""
     from rig import config
 
-    click.echo(json.dumps(config.json_schema(), indent=2))
+    schema = output_schema(output_name) if output_name else config.json_schema()
+    click.echo(json.dumps(schema, indent=2))
 
 
 BOARD_COLS = (

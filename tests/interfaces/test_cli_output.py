@@ -12,12 +12,14 @@ from datetime import datetime
 
 import pytest
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator, ValidationError
 
 from rig import config
 from rig.cli import main
 from rig.cli.render import print_batch
 from rig.cli.render.html import batch_html
 from rig.cli.render.tables import station_line
+from rig.cli.schemas import OUTPUTS, output_schema
 from rig.esp32 import format_mac
 from rig.hardware.locks import SlotLock
 from rig.hardware.safety import uninstall_safety_net
@@ -69,8 +71,16 @@ def seeded(sim_station_file):
     return backup
 
 
+def valid(name: str, data: dict) -> dict:
+    """``data``, checked against ``rig schema --output name``."""
+    schema = json.loads(CliRunner().invoke(main, ["schema", "--output", name]).stdout)
+    Draft202012Validator.check_schema(schema)
+    Draft202012Validator(schema).validate(data)
+    return data
+
+
 def identifiers(rig, command: str) -> list[str]:
-    data = json.loads(rig(*command.split(), "--json").stdout)
+    data = valid(command.replace(" ", "-"), json.loads(rig(*command.split(), "--json").stdout))
     keys = LISTINGS[command]
     values = [str(row[k]) for row in data[KEYS[command]] for k in keys if row[k]]
     assert values, f"{command} lists nothing to check"
@@ -105,7 +115,7 @@ def test_piped_listings_are_plain_aligned_text_and_tsv(rig, seeded, command):
 
 
 def test_backups_json_carries_full_values(rig, seeded):
-    data = json.loads(rig("backups", "--json").stdout)
+    data = valid("backups", json.loads(rig("backups", "--json").stdout))
     assert (data["station"], data["simulated"]) == ("sim", True)
     [row] = data["backups"]
     assert row["sha256"] == hashlib.sha256(FLASH).hexdigest()  # all 64 digits
@@ -129,6 +139,10 @@ def test_the_batch_table_keeps_slot_and_mac_whole_at_80_columns(monkeypatch, cap
     ]
     firmware = {"name": "custom-grbl", "sha256": "0" * 64, "offset": 0x1000, "size": 1}
     report = BatchReport("bench", "l7x", firmware, "/r", "/s", "now", 4, 2, boards=boards)
+    data = json.loads(report.to_json())
+    data["boards"][0]["result"] = "exploded"
+    with pytest.raises(ValidationError, match="exploded"):  # not one of the results
+        valid("flash", data)
     for width in (80, 200):
         monkeypatch.setenv("COLUMNS", str(width))
         print_batch(report, "table")
@@ -144,7 +158,7 @@ def test_a_step_report_is_plain_when_piped_and_names_the_station(rig):
     assert lines[0].startswith("station sim: SIMULATED boards")
     assert not BOX.search(result.stdout)
     assert re.search(r"^identify +ok +\d+\.\d\d s ", result.stdout, re.M), result.stdout
-    report = json.loads(rig("identify", "--slot", "l7x-2", "--json").stdout)
+    report = valid("report", json.loads(rig("identify", "--slot", "l7x-2", "--json").stdout))
     assert (report["station"], report["simulated"], report["mac"]) == ("sim", True, MAC)
 
 
@@ -225,3 +239,12 @@ def test_the_html_report_highlights_retries_and_quarantines():
     assert 'fill="#b3261e"' in page  # the failed step is red
     assert "fw&lt;1&gt;" in page and "fw<1>" not in page  # escaped
     assert "a" * 64 in page  # the full sha256
+
+
+def test_every_output_schema_is_a_valid_schema_and_refuses_a_short_sha256(rig, seeded):
+    for name in OUTPUTS:
+        Draft202012Validator.check_schema(output_schema(name))
+    data = json.loads(rig("backups", "--json").stdout)
+    data["backups"][0]["sha256"] = data["backups"][0]["sha256"][:16]  # what `rig backups` had
+    with pytest.raises(ValidationError, match="does not match"):
+        valid("backups", data)

@@ -27,9 +27,11 @@ import pytest
 import serial
 from click.testing import CliRunner
 from esptool.util import FatalError
+from jsonschema import Draft202012Validator
 
 from rig.board.board import DownloadModeError
 from rig.cli.batch import flash_command, quarantine_command
+from rig.cli.schemas import output_schema
 from rig.config import builtin_configs_dir, load_station
 from rig.errors import OperationError, is_transient
 from rig.esp32 import format_mac
@@ -243,6 +245,10 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
         assert rows[slot][5] == f"{board['seconds']:.1f} s" and rows[slot][6] == "-"
     assert report["summary"] in " ".join(result.stdout.split())
     assert BatchReport.from_dict(report).summary() == report["summary"]
+    schema = output_schema("flash")  # `rig schema --output flash`
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
+        report
+    )
     # report.html beside report.json, its path printed; every board and each of its steps in it
     html = run_dir / "report.html"
     assert f"report: {html}" in result.stdout
