@@ -19,7 +19,18 @@ from rig import __version__
 
 __all__ = ["COMMAND_MODULES", "main"]
 
-COMMAND_MODULES = ("configs", "relay", "sim", "ops", "cycle", "firmware", "batch", "serve", "lab")
+COMMAND_MODULES = (
+    "configs",
+    "relay",
+    "sim",
+    "ops",
+    "cycle",
+    "firmware",
+    "batch",
+    "serve",
+    "lab",
+    "status",
+)
 
 
 class _RigGroup(click.Group):

@@ -28,8 +28,18 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from rig.cli.common import command, json_option, load_station, print_rows, station_option
-from rig.cli.render import RESULT_STYLE, batch_table
+from rig.cli.common import (
+    command,
+    json_option,
+    listing_options,
+    load_station,
+    options,
+    output_format,
+    station_option,
+)
+from rig.cli.render import RESULT_STYLE, print_batch
+from rig.cli.render.html import write_batch_html
+from rig.cli.render.tables import Col, emit_rows, station_line
 from rig.errors import BadInput
 
 __all__ = ["COMMANDS", "flash_command", "quarantine_command"]
@@ -287,6 +297,8 @@ def _flash(station, board_name, firmware_name, slots, jobs, retries, backoff, as
     plan = plan_batch(
         station, board_name, firmware_name, slots, jobs=jobs, retries=retries, backoff=backoff
     )
+    if not as_json:
+        click.echo(station_line(station))
     console = Console(stderr=True)
     for slot, entry in plan.quarantined.items():
         console.print(
@@ -298,11 +310,14 @@ def _flash(station, board_name, firmware_name, slots, jobs, retries, backoff, as
     display_cls = LiveDisplay if console.is_terminal else PlainDisplay
     with display_cls(console, width) as display:
         report = run_batch(plan, on_event=display.handle)
+    html = write_batch_html(report)
     if as_json:
         click.echo(report.to_json())
+        click.echo(f"report: {html}", err=True)
     else:
         out = Console()
-        out.print(batch_table(report))
+        print_batch(report)
+        click.echo(f"report: {html}")
         style = "green" if report.ok else ("yellow" if report.interrupted else "red")
         out.print(f"[{style}]{report.summary()}[/]", soft_wrap=True)
         for note in report.notes:
@@ -311,8 +326,18 @@ def _flash(station, board_name, firmware_name, slots, jobs, retries, backoff, as
         raise SystemExit(report.exit_code)
 
 
+QUARANTINE_COLS = (
+    Col("slot", kind="id"),
+    Col("mac", "MAC", kind="id"),
+    Col("since", kind="id", drop=2, show=lambda t: t[:19].replace("T", " ")),
+    Col("attempts", kind="num", drop=3),
+    Col("reason"),
+    Col("run_dir", "run", drop=1),
+)
+
+
 @command("quarantine")
-@station_option
+@options(listing_options)
 @click.option(
     "--clear",
     "clear_ids",
@@ -320,8 +345,7 @@ def _flash(station, board_name, firmware_name, slots, jobs, retries, backoff, as
     metavar="ID",
     help="Take slot ID out of quarantine (repeatable; `all` for every slot).",
 )
-@json_option
-def quarantine_command(station_path, clear_ids, as_json):
+def quarantine_command(station_path, as_json, fmt, clear_ids):
     """List the slots `rig flash` quarantined (skipped until cleared), or clear them."""
     from rig.operations.batch.quarantine import StateError, StationState
     from rig.operations.selection import check_slot_ids
@@ -349,19 +373,22 @@ def quarantine_command(station_path, clear_ids, as_json):
         {
             "slot": e.slot,
             "mac": e.mac,
-            "since": e.since if as_json else e.since_text,
+            "since": e.since,
             "attempts": e.attempts,
             "reason": e.reason,
             "run_dir": e.run_dir,
         }
         for e in entries.values()
     ]
-    if as_json:
-        print_rows("", rows, True)
-    elif rows:
-        print_rows(f"quarantined slots of station {station.name} ({state.path})", rows, False)
-    elif not clear_ids:
-        click.echo(f"no quarantined slots in station {station.name} ({state.path})")
+    emit_rows(
+        station,
+        "quarantined",
+        f"quarantined slots of station {station.name} ({state.path})",
+        QUARANTINE_COLS,
+        rows,
+        output_format(as_json, fmt),
+        empty=f"no quarantined slots in station {station.name} ({state.path})",
+    )
 
 
 COMMANDS = [flash_command, quarantine_command]

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from rig.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OperationError
 
@@ -36,8 +34,9 @@ __all__ = [
     "live_slot",
     "load_station",
     "one_slot_of",
+    "listing_options",
     "options",
-    "print_rows",
+    "output_format",
     "slot_options",
     "station_option",
 ]
@@ -77,6 +76,24 @@ station_option = click.option(
     help="Station file (env RIG_STATION; default: the embedded simulated station).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "table", "plain", "tsv", "json"]),
+    default="auto",
+    show_default=True,
+    help="table (rich, sized to the terminal), plain (aligned text, no box drawing), tsv, json "
+    "(as --json); auto: table on a terminal, plain when piped.",
+)
+# The options of a command that lists rows (rig.cli.render.tables.emit_rows).
+listing_options = [station_option, json_option, format_option]
+
+
+def output_format(as_json: bool, fmt: str) -> str:
+    """``--json`` is ``--format json``."""
+    return "json" if as_json else fmt
+
+
 slot_options = [
     station_option,
     click.option("--board", "board_name", help="Board type (picks its first slot)."),
@@ -132,21 +149,6 @@ def checked_backup_store(station: config.Station, mode: str, force: bool) -> Bac
     store = BackupStore(station.backups)
     prepare_backups(store, mode, force)
     return store
-
-
-def print_rows(title: str, rows: list[dict], as_json: bool) -> None:
-    """One table for people, the same rows as JSON for machines."""
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table(title=title)
-    for i, column in enumerate(rows[0] if rows else ()):
-        table.add_column(column, no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in row.values()))
-    Console().print(table)
 
 
 def one_slot_of(station_path: str | None, board_name: str | None, slot_id: str | None) -> Selection:

@@ -6,7 +6,9 @@ import json
 
 import click
 
-from rig.cli.common import command, json_option, load_station, print_rows, station_option
+from rig.cli.common import command, listing_options, load_station, options, output_format
+from rig.cli.render.tables import Col, emit_rows
+from rig.cli.schemas import OUTPUTS, output_schema
 
 __all__ = ["COMMANDS"]
 
@@ -26,24 +28,43 @@ def check_command(files):
 
 
 @command("schema")
-def schema_command():
-    """Print the JSON Schema of board and station files (for editor completion)."""
+@click.option(
+    "--output",
+    "output_name",
+    type=click.Choice(sorted(OUTPUTS)),
+    help="The schema of a command's --json output instead (report: identify, dump, erase, "
+    "write, verify, restore, cycle, demo).",
+)
+def schema_command(output_name):
+    """Print the JSON Schema of board and station files (for editor completion), or of a
+    command's --json output."""
     from rig import config
 
-    click.echo(json.dumps(config.json_schema(), indent=2))
+    schema = output_schema(output_name) if output_name else config.json_schema()
+    click.echo(json.dumps(schema, indent=2))
+
+
+BOARD_COLS = (
+    Col("name", "board", kind="id"),
+    Col("chip", kind="id", drop=3),
+    Col("flash_size", "flash", kind="num", show=lambda n: f"{n >> 20} MB"),
+    Col("modem_lines", "DTR/RTS", drop=4),
+    Col("relays"),
+    Col("firmware"),
+    Col("description", drop=5),
+)
 
 
 @command("boards")
-@station_option
-@json_option
-def boards_command(station_path, as_json):
+@options(listing_options)
+def boards_command(station_path, as_json, fmt):
     """List the board types."""
     station = load_station(station_path)
     rows = [
         {
             "name": board.name,
             "chip": board.chip,
-            "flash": f"{board.flash_size // 0x100000}MB",
+            "flash_size": board.flash_size,
             "modem_lines": board.serial.modem_lines,
             "relays": list(board.relays),
             "firmware": [fw.name for fw in board.firmware],
@@ -51,13 +72,21 @@ def boards_command(station_path, as_json):
         }
         for board in sorted(station.boards.values(), key=lambda b: b.name)
     ]
-    print_rows("board types", rows, as_json)
+    emit_rows(station, "boards", "board types", BOARD_COLS, rows, output_format(as_json, fmt))
+
+
+SLOT_COLS = (
+    Col("slot", kind="id"),
+    Col("board", kind="id"),
+    Col("expected_mac", "expected MAC", kind="id"),
+    Col("port"),
+    Col("relays", drop=1),
+)
 
 
 @command("stations")
-@station_option
-@json_option
-def stations_command(station_path, as_json):
+@options(listing_options)
+def stations_command(station_path, as_json, fmt):
     """List the slots of the current station."""
     station = load_station(station_path)
     rows = []
@@ -65,7 +94,7 @@ def stations_command(station_path, as_json):
         if slot.simulated is not None:
             port = f"simulated {slot.simulated.variant}"
         else:
-            port = slot.port or f"usb-serial {slot.usb_serial}"
+            port = slot.port or slot.remote or f"usb-serial {slot.usb_serial}"
         relays = [
             f"{role}={ch.pin}{' low' if ch.active_low else ' high'}"
             for role, ch in slot.relays.items()
@@ -77,9 +106,11 @@ def stations_command(station_path, as_json):
                 "port": port,
                 "relays": relays,
                 "expected_mac": slot.expected_mac or "",
+                "simulated": slot.simulated is not None,
             }
         )
-    print_rows(f"station {station.name} ({station.source or 'embedded'})", rows, as_json)
+    title = f"slots of station {station.name}"
+    emit_rows(station, "slots", title, SLOT_COLS, rows, output_format(as_json, fmt))
 
 
 COMMANDS = [check_command, schema_command, boards_command, stations_command]

@@ -20,6 +20,7 @@ from rig.cli.common import (
 )
 from rig.cli.ops import resolve, run_live
 from rig.cli.render import boot_consoles, finish
+from rig.cli.render.tables import station_fields, station_line
 from rig.errors import BadInput
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ def cycle_live(
     as_json: bool,
     store: BackupStore,
     images: Sequence[FlashImage],
+    *,
+    announce: bool = True,
     **options: Any,
 ) -> Report:
     """:func:`rig.operations.cycle.run_cycle` on the slot (``options``: its keywords); its
@@ -106,13 +109,13 @@ def cycle_live(
     from rig.operations.cycle import run_cycle
     from rig.operations.report import Report
 
-    report = Report("cycle", sel.slot.id)
+    report = Report("cycle", sel.slot.id, **station_fields(sel.station))
     meta = sel.backup_meta()
 
     def work(slot: LiveSlot, progress: PhaseProgress | None) -> None:
         run_cycle(slot, store, images, meta=meta, progress=progress, report=report, **options)
 
-    run_live(sel, report, as_json, work)
+    run_live(sel, report, as_json, work, announce=announce)
     return report
 
 
@@ -131,13 +134,15 @@ def demo_command(as_json):
     store = sel.store()
     store.check_writable()  # BackupError: an operation error
     console = Console(stderr=as_json)
+    if not as_json:
+        click.echo(station_line(sel.station))
     console.print(
         f"[bold]rig demo[/]: simulated Vigotech VG-L7X in slot {sel.slot.id} (no DTR/RTS: the "
         f"relays strap IO0 and hold the power button); writing {name}, then restoring the "
         f"vendor firmware. Backups: {store.root}"
     )
     pattern = board_type.firmware_named(name).console
-    report = cycle_live(sel, as_json, store, images, console_pattern=pattern)
+    report = cycle_live(sel, as_json, store, images, console_pattern=pattern, announce=False)
     if not as_json:
         boot_consoles(report, console)
     finish(report, as_json)

@@ -16,7 +16,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rig.cli.common import RigCommand, json_option, load_station, print_rows, station_option
+from rig.cli.common import (
+    RigCommand,
+    json_option,
+    listing_options,
+    load_station,
+    options,
+    output_format,
+    station_option,
+)
+from rig.cli.render.tables import Col, emit_rows, station_fields, station_line
 from rig.errors import BadInput
 
 __all__ = ["COMMANDS"]
@@ -45,8 +54,9 @@ def add_command(station_path, as_json, files, name, offset, board_name, console)
         station, files, name=name, offset=offset, board=board_name, console=console
     )
     if as_json:
-        click.echo(json.dumps(_row(fw), indent=2))
+        click.echo(json.dumps({**station_fields(station), **_row(fw)}, indent=2))
         return
+    click.echo(station_line(station))
     check = f"console {fw.console!r}" if fw.console else "the default boot check"
     click.echo(
         f"added {fw.name} for board type {fw.board}: {fw.describe()} (sha256 {fw.sha256}), "
@@ -74,23 +84,33 @@ def _row(fw) -> dict:
     }
 
 
+FIRMWARE_COLS = (
+    Col("name", kind="id"),
+    Col("board", kind="id"),
+    Col("sha256", kind="id", drop=1, show=lambda h: h[:16]),
+    Col("parts"),
+    Col("console", drop=2),
+    Col("files"),
+)
+
+
 @firmware_group.command("list", cls=RigCommand)
-@station_option
-@json_option
+@options(listing_options)
 @click.option("--board", "board_name", help="Only this board type's entries.")
-def list_command(station_path, as_json, board_name):
+def list_command(station_path, as_json, fmt, board_name):
     """The station's catalog entries and whether their files are there and unchanged."""
     station = load_station(station_path)
     rows = [_row(fw) for fw in station.catalog if board_name in (None, fw.board)]
-    if not as_json:
-        for row in rows:
-            row["sha256"] = row["sha256"][:16]
-            del row["catalog"]  # the title names the directories
     dirs = ", ".join(str(d) for d in station.firmware_dirs)
-    if not rows and not as_json:
-        click.echo(f"no firmware in the catalogs of station {station.name} ({dirs})")
-        return
-    print_rows(f"firmware of station {station.name} ({dirs})", rows, as_json)
+    emit_rows(
+        station,
+        "firmware",
+        f"firmware of station {station.name} ({dirs})",
+        FIRMWARE_COLS,
+        rows,
+        output_format(as_json, fmt),
+        empty=f"no firmware in the catalogs of station {station.name} ({dirs})",
+    )
 
 
 @firmware_group.command("show", cls=RigCommand)
@@ -113,8 +133,9 @@ def show_command(station_path, as_json, name):
     ]
     if as_json:
         data = {**_row(fw), "parts": [p.as_dict() for p in parts], "problems": problems}
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps({**station_fields(station), **data}, indent=2))
     else:
+        click.echo(station_line(station))
         _print_entry(fw, parts, problems)
     if problems:
         raise SystemExit(2)

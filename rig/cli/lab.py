@@ -21,10 +21,9 @@ import click
 
 from rig.cli.common import RigCommand, load_station
 from rig.errors import BadInput
+from rig.install import install_hint
 
 __all__ = ["COMMANDS", "lab", "labgrid_group"]
-
-EXTRA = "pip install 'esp-flash-rig[labgrid]'"
 
 
 def lab(name: str) -> Any:
@@ -35,7 +34,9 @@ def lab(name: str) -> Any:
     except ImportError as err:
         if err.name is None or not err.name.startswith(("labgrid", "grpc", "attr")):
             raise
-        raise BadInput(f"this needs labgrid, the lab extra: {EXTRA} ({err})") from err
+        raise BadInput(
+            f"this needs labgrid, the lab extra: {install_hint('labgrid')} ({err})"
+        ) from err
     return getattr(found, attribute)
 
 

@@ -19,16 +19,16 @@ from rig.cli.common import (
     backup_options,
     checked_backup_store,
     command,
-    json_option,
+    listing_options,
     live_slot,
     load_station,
     one_slot_of,
     options,
-    print_rows,
+    output_format,
     slot_options,
-    station_option,
 )
 from rig.cli.render import finish, progress_display
+from rig.cli.render.tables import Col, emit_rows, station_fields, station_line
 from rig.errors import BadInput
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ def run_live(
     report: Report,
     as_json: bool,
     work: Callable[[LiveSlot, PhaseProgress | None], object],
+    *,
+    announce: bool = True,
 ) -> None:
     """Run ``work(slot, progress)`` on the open slot (progress bars unless ``as_json``).
 
@@ -57,10 +59,13 @@ def run_live(
     ``report.error`` says what was interrupted and what state the flash is in (the work fills it
     in: :func:`rig.operations.steps.reported`; else the step the signal came in). Then the
     signal goes on: click's exit for Ctrl-C, 128 + signal for SIGTERM/SIGHUP (``Terminated``).
+    The first line (unless ``as_json`` or not ``announce``) names the station, simulated or not.
     """
     from rig.operations.safeguards import explain_interruption
     from rig.signals import Terminated
 
+    if announce and not as_json:
+        click.echo(station_line(sel.station))
     try:
         with progress_display(as_json) as progress, live_slot(sel) as slot:
             work(slot, progress)
@@ -81,7 +86,7 @@ def run_op(
     from rig.operations import steps
     from rig.operations.report import Report
 
-    report = Report(name, sel.slot.id)
+    report = Report(name, sel.slot.id, **station_fields(sel.station))
 
     def work(slot: LiveSlot, progress: PhaseProgress | None) -> None:
         steps.on_board(
@@ -240,12 +245,26 @@ def restore_command(station_path, board_name, slot_id, as_json, backup_id):
     run_op(sel, "restore", as_json, body)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} B"
+
+
+BACKUP_COLS = (
+    Col("id", kind="id"),
+    Col("mac", "MAC", kind="id"),
+    Col("created", kind="id", drop=2, show=lambda t: t[:19].replace("T", " ")),
+    Col("size", kind="num", drop=3, show=_size),
+    Col("sha256", "sha256", kind="id", drop=1, show=lambda h: h[:16]),
+    Col("slot", kind="id", drop=4),
+    Col("intact", kind="id"),
+)
+
+
 @command("backups")
-@station_option
-@json_option
+@options(listing_options)
 @click.option("--mac", help="Only this board's backups.")
-def backups_command(station_path, as_json, mac):
-    """List verified backups (newest last)."""
+def backups_command(station_path, as_json, fmt, mac):
+    """List verified backups (newest last). ``--json``: full sha256, size in bytes, ISO time."""
     from rig.operations.backups import BackupStore
 
     station = load_station(station_path)
@@ -256,16 +275,17 @@ def backups_command(station_path, as_json, mac):
             "mac": b.mac,
             "created": b.created,
             "size": b.size,
-            "sha256": b.sha256[:16],
+            "sha256": b.sha256,
             "slot": b.meta.get("slot", ""),
-            "intact": "yes" if b.intact() else "NO",
+            "intact": b.intact(),
+            "path": str(b.path),
         }
         for b in store.list(mac)
     ]
-    if not rows and not as_json:
-        click.echo(f"no backups in {store.root}" + (f" for {mac}" if mac else ""))
-        return
-    print_rows(f"backups in {store.root}", rows, as_json)
+    empty = f"no backups in {store.root}" + (f" for {mac}" if mac else "")
+    title = f"backups in {store.root}"
+    fmt = output_format(as_json, fmt)
+    emit_rows(station, "backups", title, BACKUP_COLS, rows, fmt, empty=empty)
 
 
 COMMANDS = [

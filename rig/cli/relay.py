@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from rig.cli.common import command, load_station, station_option
+from rig.cli.render.tables import station_line
 from rig.errors import BadInput, OperationError
 
 __all__ = ["COMMANDS", "relay_command"]
@@ -43,6 +44,7 @@ def relay_command(station_path, slot_id, release_all, ms, role, action):
             raise BadInput(f"slot {slot_id} has no {role!r} relay (wired: {', '.join(wired)})")
     install_safety_net()
     console = Console(stderr=True)
+    console.print(station_line(cfg), markup=False, highlight=False, soft_wrap=True)
     busy: list[str] = []
     with LiveStation(cfg) as station:
         if release_all:

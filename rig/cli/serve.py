@@ -22,6 +22,7 @@ from rig.cli.common import (
     load_station,
     station_option,
 )
+from rig.cli.render.tables import station_line
 from rig.errors import BadInput
 
 __all__ = ["COMMANDS", "serve_command"]
@@ -117,6 +118,7 @@ def serve_command(
             "forward the port with `ssh -L` instead (docs/remote.md), or pass --allow-remote"
         )
     store = checked_backup_store(cfg, backup_mode, force)
+    _log(station_line(cfg))  # stderr: stdout's SERVE lines are for the supervisor
 
     install_safety_net()  # relays released on SIGINT/SIGTERM/SIGHUP and at exit
     station = LiveStation(cfg)

@@ -252,6 +252,16 @@ class Station(FrozenModel):
             return tuple(Path(d).expanduser() for d in self.firmware)
         return (Path(self.backups).expanduser().parent / "firmware",)
 
+    @property
+    def simulated_slots(self) -> tuple[str, ...]:
+        """The slots whose boards are simulated: a command on them touches no real hardware,
+        and says so (its first line, ``"simulated": true`` in its JSON)."""
+        return tuple(s.id for s in self.slots if s.simulated is not None)
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.simulated_slots)
+
     def slot(self, slot_id: str) -> Slot:
         for slot in self.slots:
             if slot.id == slot_id:

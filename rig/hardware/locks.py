@@ -46,6 +46,34 @@ class SlotLock:
         self._fd = fd
         return self
 
+    def holder(self) -> str | None:
+        """Who holds the slot now (the PID and command line it wrote), None if nobody.
+
+        Read from /proc/locks without taking the lock: a status query must never be the reason
+        a real user's acquire fails. Its lines read ``1: FLOCK ADVISORY WRITE <pid>
+        <major>:<minor>:<inode> 0 EOF`` (hex device numbers; a waiter has ``->`` after the index).
+        """
+        try:
+            st = os.stat(self.path)
+            table = Path("/proc/locks").read_text()
+        except OSError:
+            return None
+        for line in table.splitlines():
+            parts = line.split()
+            if len(parts) < 6 or parts[1] != "FLOCK" or "->" in parts:
+                continue
+            major, minor, inode = parts[5].split(":")
+            same_dev = (int(major, 16), int(minor, 16)) == (
+                os.major(st.st_dev),
+                os.minor(st.st_dev),
+            )
+            if same_dev and int(inode) == st.st_ino:
+                try:
+                    return self.path.read_text().strip() or f"PID {parts[4]}"
+                except OSError:
+                    return f"PID {parts[4]}"
+        return None
+
     def release(self) -> None:
         if self._fd is None:
             return

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from rig.install import install_hint
+
 __all__ = ["pytest_addoption", "pytest_cmdline_main", "pytest_report_header"]
 
 LEASED = pytest.StashKey[list]()
@@ -112,7 +114,7 @@ def pytest_cmdline_main(config: pytest.Config):
         from rig.labgrid.station import leased_station
     except ImportError as err:
         raise pytest.UsageError(
-            f"rig: a lab run needs the labgrid extra: pip install 'esp-flash-rig[labgrid]' ({err})"
+            f"rig: a lab run needs the labgrid extra: {install_hint('labgrid')} ({err})"
         ) from None
     from rig.errors import RigError
 

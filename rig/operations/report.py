@@ -1,7 +1,7 @@
 """Step-by-step reports: what ran, how long it took, what it found; data and JSON.
 
 Data only, as labgrid keeps ``step.py`` apart from its reporters: the command line renders a
-report as a table (:func:`rig.cli.render.report_table`); the pytest plugin and the batch runner
+report as a table (:func:`rig.cli.render.finish`); the pytest plugin and the batch runner
 keep its steps as dicts.
 """
 
@@ -37,6 +37,8 @@ class Report:
     error: str = ""
     steps: list[ReportStep] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    station: str = ""  # the station's name
+    simulated: bool = False  # the station's boards are simulated (config.Station.simulated)
 
     @contextmanager
     def step(self, name: str) -> Iterator[ReportStep]:

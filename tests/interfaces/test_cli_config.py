@@ -61,13 +61,13 @@ def test_schema_is_json_for_every_kind():
 def test_boards_and_stations_list_what_is_configured(env):
     boards = rig("boards", env=env)
     assert boards.returncode == 0 and "l7x" in boards.stdout
-    data = json.loads(rig("boards", "--json", env=env).stdout)
+    data = json.loads(rig("boards", "--json", env=env).stdout)["boards"]
     l7x = next(b for b in data if b["name"] == "l7x")
     assert l7x["modem_lines"] is False and l7x["relays"] == ["io0", "power"]
     assert {b["name"] for b in data} == {"l7x", "esp32-devkitc"}
     stations = rig("stations", env=env)
     assert stations.returncode == 0 and "l7x-1" in stations.stdout
-    slots = json.loads(rig("stations", "--json", env=env).stdout)
+    slots = json.loads(rig("stations", "--json", env=env).stdout)["slots"]
     assert [s["slot"] for s in slots] == [
         "l7x-1",
         "l7x-2",
@@ -114,6 +114,7 @@ def test_relay_on_holds_until_ctrl_c_then_releases(env):
         text=True,
     )
     try:
+        assert proc.stderr.readline().startswith("station sim: SIMULATED boards")
         assert "io0 on - Ctrl-C to release" in proc.stderr.readline()
         busy = rig("relay", "--slot", "l7x-2", "io0", "off", env=env)
         assert busy.returncode == 1 and "slot l7x-2 is in use by PID" in busy.stderr

@@ -176,9 +176,9 @@ def test_firmware_add_round_trips_through_list_and_show(rig, tmp_path):
     assert added["sha256"] == sha and added["console"] == "default check"
     stored = tmp_path / "sim-firmware" / "sketch.ino" / "sketch.ino.bin"
     assert stored.read_bytes() == (tmp_path / "sketch.ino.bin").read_bytes()
-    listed = report_of(rig("firmware", "list", "--json"))
+    listed = report_of(rig("firmware", "list", "--json"))["firmware"]
     assert [row["name"] for row in listed] == ["vendor-l7x", "custom-grbl", "sketch.ino"]
-    assert listed[-1] == {**added, "files": "ok"}
+    assert {**listed[-1], "station": "sim", "simulated": True} == {**added, "files": "ok"}
     shown = report_of(rig("firmware", "show", "sketch.ino", "--json"))
     [part] = shown["parts"]
     assert shown["problems"] == [] and part["status"] == "ok" and part["sha256"] == sha

@@ -67,9 +67,9 @@ def test_write_verify_erase_restore_and_list(rig, tmp_path):
     assert names == ["identify", "restore", "verify original"]  # the cycle's restore
     data = restore["steps"][1]["data"]
     assert restore["ok"] and data["bytes_skipped"] > 3 * 1024 * 1024
-    listing = rig("backups", "--json")
+    listing = rig("backups", "--json")["backups"]
     assert [b["mac"] for b in listing] == [MAC, MAC]
-    assert [b["intact"] for b in listing] == ["yes", "yes"]
+    assert [b["intact"] for b in listing] == [True, True]
 
 
 def test_dump_makes_a_new_verified_backup(rig, tmp_path):

@@ -8,16 +8,19 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import labgrid  # noqa: F401 - the dev extra installs it: missing must fail, not skip
 from labgrid.remote.config import ResourceConfig
 
+import rig
 from rig import config
 from rig.labgrid.client import Leased
 from rig.labgrid.config import exporter_config, place_specs
 from rig.labgrid.station import lab_station_text
 
 MAC = "24:0a:c4:00:00:01"
+CHECKOUT = Path(rig.__file__).resolve().parent.parent  # installed editable by `make test`
 AWKWARD = "st{{ x }}a#b ## c {% raw %}"  # Jinja delimiters, a line comment, a statement prefix
 
 
@@ -123,13 +126,14 @@ def test_the_core_works_without_labgrid_and_says_what_to_install(tmp_path):
     assert run("-m", "rig.cli", "boards").returncode == 0
     places = run("-m", "rig.cli", "labgrid", "places", "-c", "127.0.0.1:9")
     assert places.returncode == 2, places.stderr
-    assert "pip install 'esp-flash-rig[labgrid]'" in places.stderr
+    hint = f"pip install -e '{CHECKOUT}[labgrid]'"  # the extra of the checkout installed here
+    assert hint in places.stderr
     assert run("-m", "rig.cli", "labgrid", "exporter-config").returncode == 0  # needs no labgrid
     env["LG_COORDINATOR"] = "127.0.0.1:9"
     lab_run = run("-m", "pytest", "-p", "no:labgrid", "-p", "no:cacheprovider", "--board", "l7x",
                   "--labgrid")  # fmt: skip
     assert lab_run.returncode == 4, lab_run.stdout + lab_run.stderr  # a usage error
-    assert "pip install 'esp-flash-rig[labgrid]'" in lab_run.stderr
+    assert hint in lab_run.stderr
 
 
 def test_a_lab_run_without_a_coordinator_is_a_usage_error(tmp_path):

@@ -13,21 +13,25 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import serial
 from click.testing import CliRunner
 from esptool.util import FatalError
+from jsonschema import Draft202012Validator
 
 from rig.board.board import DownloadModeError
 from rig.cli.batch import flash_command, quarantine_command
+from rig.cli.schemas import output_schema
 from rig.config import builtin_configs_dir, load_station
 from rig.errors import OperationError, is_transient
 from rig.esp32 import format_mac
@@ -139,10 +143,56 @@ def runs(station: Path) -> list[Path]:
     return sorted((station.parent.parent / "state" / "bench" / "runs").glob("*"))
 
 
+class ReportPage(HTMLParser):
+    """report.html, as a browser reads it: the timeline's bars per board (the SVG row's label,
+    then its rects' data-step), the table's rows by slot, and anything it would fetch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: dict[str, list[str]] = {}
+        self.rows: dict[str, list[str]] = {}
+        self.external: list[str] = []
+        self._label = self._cell = False
+        self._board = ""
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("src", "href"):
+            if attrs.get(key):
+                self.external.append(attrs[key])
+        if tag == "text" and attrs.get("x") == "0":
+            self._label = True
+        elif tag == "rect":
+            self.bars[self._board].append(attrs["data-step"])
+        elif tag == "tr":
+            self._row = []
+        elif tag == "td":
+            self._cell = True
+
+    def handle_endtag(self, tag):
+        self._label = self._cell = self._label and tag != "text"
+        if tag == "tr" and self._row:
+            self.rows[self._row[0]] = self._row
+
+    def handle_data(self, data):
+        if self._label:
+            self._board = data.split(" (")[0]
+            self.bars[self._board] = []
+        elif self._cell and self._row is not None:
+            self._row.append(data)
+
+
+def parse_report_html(text: str) -> ReportPage:
+    page = ReportPage()
+    page.feed(text)
+    return page
+
+
 def table_rows(text: str) -> dict[str, list[str]]:
     rows = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
+    for line in text.splitlines():  # plain aligned text: stdout is not a terminal
+        cells = re.split(r"\s{2,}", line.strip())
         if cells and cells[0] in (*L7X, "devkitc-1"):
             rows[cells[0]] = cells
     return rows
@@ -156,6 +206,8 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
     [run_dir] = runs(station)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["ok"] is True and report["counts"] == {"ok": 4}
+    assert (report["station"], report["simulated"]) == ("bench", True)
+    assert result.stdout.startswith("station bench: SIMULATED boards, no real hardware")
     assert report["run_dir"] == str(run_dir) and report["interrupted"] is None
     assert report["firmware"]["size"] == CUSTOM.stat().st_size
     boards = {b["slot"]: b for b in report["boards"]}
@@ -190,9 +242,21 @@ def test_every_board_is_flashed_in_parallel_and_the_table_agrees_with_the_json(b
             str(board["bytes_written"]),
             str(board["bytes_skipped"]),
         ]
-        assert rows[slot][5] == f"{board['seconds']:.1f} s" and rows[slot][6] == ""
+        assert rows[slot][5] == f"{board['seconds']:.1f} s" and rows[slot][6] == "-"
     assert report["summary"] in " ".join(result.stdout.split())
     assert BatchReport.from_dict(report).summary() == report["summary"]
+    schema = output_schema("flash")  # `rig schema --output flash`
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
+        report
+    )
+    # report.html beside report.json, its path printed; every board and each of its steps in it
+    html = run_dir / "report.html"
+    assert f"report: {html}" in result.stdout
+    page = parse_report_html(html.read_text())
+    assert not page.external, page.external  # self-contained
+    for slot, board in boards.items():
+        assert page.bars[slot] == [s["name"] for s in board["steps"]] == list(STEPS)
+        assert slot in page.rows and board["mac"] in page.rows[slot]
     for slot in L7X:  # plain progress lines on stderr (not a terminal)
         assert f"{slot}: write" in result.stderr and f"{slot}: OK in" in result.stderr
 
@@ -234,7 +298,9 @@ def test_broken_slot_is_quarantined_flaky_slot_succeeds_on_retry_the_others_succ
     assert boards["l7x-4"]["result"] == "ok" and boards["l7x-4"]["backup_taken"] is False
 
     # The quarantine is in the station's state file, with the reason...
-    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)[
+        "quarantined"
+    ]
     assert [(q["slot"], q["reason"], q["run_dir"]) for q in listed] == [
         ("l7x-1", broken["error"], str(run_dir))
     ]
@@ -249,7 +315,8 @@ def test_broken_slot_is_quarantined_flaky_slot_succeeds_on_retry_the_others_succ
     # ... until it is cleared.
     cleared = invoke(quarantine_command, "--station", station, "--clear", "l7x-1")
     assert cleared.exit_code == 0 and "l7x-1: out of quarantine" in cleared.stderr
-    assert json.loads(invoke(quarantine_command, "--station", station, "--json").stdout) == []
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    assert listed == {"station": "bench", "simulated": True, "quarantined": []}
     listing = invoke(quarantine_command, "--station", station)
     assert "no quarantined slots in station bench" in listing.stdout
 
@@ -445,7 +512,9 @@ def test_a_bad_sector_is_not_retried_and_not_quarantined(bench):
     assert board["attempts"] == 1 and board["attempt_errors"] == []
     assert "0x20000-0x20fff" in board["error"] and "bad or worn sector" in board["error"]
     assert board["not_done"] == ["write", "verify", "boot check"]
-    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)
+    listed = json.loads(invoke(quarantine_command, "--station", station, "--json").stdout)[
+        "quarantined"
+    ]
     assert listed == []
 
 

@@ -486,6 +486,9 @@ def test_remote_bind_needs_the_flag_and_warns(station_file):
     assert len({line.split()[2] for line in lines}) == len(slots)
     assert all(line.split()[2].startswith("rfc2217://") for line in lines)
     assert "RFC 2217 has no authentication" in output
+    # stderr's first line (stdout's SERVE lines were read) names the station, simulated
+    first_log = output.splitlines()[0].split(" ", 1)[1]
+    assert first_log.startswith(f"station {config.load_station(station).name}: SIMULATED")
 
 
 @pytest.mark.parametrize(

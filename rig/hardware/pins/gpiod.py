@@ -13,6 +13,7 @@ import re
 
 from rig.hardware.pins import PinError
 from rig.hardware.pins.base import BaseFactory, BasePin
+from rig.install import install_hint
 
 __all__ = ["CONSUMER_MAX", "HEADER_CHIP_LABELS", "GpiodFactory", "GpiodPin"]
 
@@ -23,8 +24,6 @@ HEADER_CHIP_LABELS = ("pinctrl-rp1", "pinctrl-bcm2711", "pinctrl-bcm2835")
 
 #: The kernel keeps at most 31 characters of a consumer label (GPIO_MAX_NAME_SIZE is 32 with NUL).
 CONSUMER_MAX = 31
-
-_GPIOD_HINT = "pip install 'esp-flash-rig[gpiod]'"
 
 
 class GpiodPin(BasePin):
@@ -193,14 +192,14 @@ def _import_gpiod():
         import gpiod
     except ImportError as exc:
         raise PinError(
-            f"the gpiod pin backend needs the libgpiod v2 Python bindings: {_GPIOD_HINT}"
+            f"the gpiod pin backend needs the libgpiod v2 Python bindings: {install_hint('gpiod')}"
         ) from exc
     if not hasattr(gpiod, "request_lines") or not hasattr(gpiod, "LineSettings"):
         # Debian / Raspberry Pi OS bookworm's apt package python3-libgpiod is libgpiod 1.6,
         # whose API (chip.get_line(), line.request()) is unrelated to v2's.
         raise PinError(
             "the installed gpiod module is the libgpiod v1 API (apt's python3-libgpiod); "
-            f"the rig needs v2 from PyPI: {_GPIOD_HINT} (in the rig's virtualenv)"
+            f"the rig needs v2 from PyPI: {install_hint('gpiod')} (in the rig's virtualenv)"
         )
     return gpiod
 

@@ -11,15 +11,19 @@ import threading
 
 from rig.hardware.pins import PinError, level_for
 from rig.hardware.pins.base import BaseFactory, BasePin
+from rig.install import install_hint
 
 __all__ = ["RpiGpioFactory", "RpiGpioPin"]
 
-_RPI_HINT = (
-    "use the gpiod backend instead (pins: {backend: gpiod}; pip install 'esp-flash-rig[gpiod]'), "
-    "which works on every Raspberry Pi including the Pi 5; RPi.GPIO itself works up to the "
-    "Pi 4 and on the Pi 5 only through the rpi-lgpio shim (pip uninstall RPi.GPIO; "
-    "pip install rpi-lgpio)"
-)
+
+def _rpi_hint() -> str:
+    return (
+        f"use the gpiod backend instead (pins: {{backend: gpiod}}; {install_hint('gpiod')}), "
+        "which works on every Raspberry Pi including the Pi 5; RPi.GPIO itself works up to the "
+        "Pi 4 and on the Pi 5 only through the rpi-lgpio shim (pip uninstall RPi.GPIO; "
+        "pip install rpi-lgpio)"
+    )
+
 
 # RPi.GPIO state is per process (one register mapping), so pins claimed by any factory count.
 _RPI_CLAIMED: dict[int, str] = {}
@@ -71,7 +75,7 @@ class RpiGpioFactory(BaseFactory):
             ) from exc
         except RuntimeError as exc:
             raise PinError(
-                f"RPi.GPIO cannot drive this machine's GPIO ({exc}); {_RPI_HINT}"
+                f"RPi.GPIO cannot drive this machine's GPIO ({exc}); {_rpi_hint()}"
             ) from exc
 
     def _key(self, pin: int | str) -> int:
@@ -95,7 +99,7 @@ class RpiGpioFactory(BaseFactory):
             except RuntimeError as exc:
                 # e.g. "No access to /dev/mem. Try running as root!" or, on a Pi 5 with the
                 # original RPi.GPIO, "Cannot determine SOC peripheral base address".
-                raise PinError(f"RPi.GPIO cannot set up GPIO{key} ({exc}); {_RPI_HINT}") from exc
+                raise PinError(f"RPi.GPIO cannot set up GPIO{key} ({exc}); {_rpi_hint()}") from exc
             except ValueError as exc:  # "The channel sent is invalid on a Raspberry Pi"
                 raise PinError(f"RPi.GPIO rejects GPIO{key}: {exc}") from exc
             _RPI_CLAIMED[key] = label
@@ -106,9 +110,9 @@ def _import_rpi_gpio():
     try:
         import RPi.GPIO as gpio
     except ImportError as exc:
-        raise PinError(f"RPi.GPIO is not installed; {_RPI_HINT}") from exc
+        raise PinError(f"RPi.GPIO is not installed; {_rpi_hint()}") from exc
     except RuntimeError as exc:
         # RPi.GPIO's module init raises "This module can only be run on a Raspberry Pi!" when
         # it cannot identify the board from /proc/cpuinfo / the device tree.
-        raise PinError(f"RPi.GPIO cannot run here ({exc}); {_RPI_HINT}") from exc
+        raise PinError(f"RPi.GPIO cannot run here ({exc}); {_rpi_hint()}") from exc
     return gpio

@@ -1,6 +1,6 @@
 """What a batch run reports: one :class:`BoardResult` per board, the :class:`Event` stream a
 display follows, and the :class:`BatchReport` (data and JSON; the command line renders it:
-:func:`rig.cli.render.batch_table`)."""
+:func:`rig.cli.render.print_batch`)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,7 @@ class BatchReport:
     boards: list[BoardResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     operation: str = "flash"
+    simulated: bool = False  # the station's boards are simulated (config.Station.simulated)
 
     @property
     def ok(self) -> bool:

@@ -214,6 +214,7 @@ def run_batch(
     run_dir = plan.state.new_run_dir(started)
     report = BatchReport(
         station=plan.station.name,
+        simulated=plan.station.simulated,
         board=plan.board,
         firmware={
             "name": plan.firmware.name,

@@ -18,7 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+
+from rig.cli.render.tables import Col, print_rows
 
 if TYPE_CHECKING:
     from rig.operations.batch.results import BatchReport
@@ -26,11 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RESULT_STYLE",
-    "batch_table",
+    "STEP_COLS",
+    "print_batch",
     "boot_consoles",
     "finish",
     "progress_display",
-    "report_table",
 ]
 
 # How a batch result looks (the table, the live display).
@@ -44,22 +45,26 @@ RESULT_STYLE = {
 }
 
 
-def report_table(report: Report) -> Table:
-    """One row per step: name, ok/FAILED, time, detail."""
-    title = f"{report.operation} {report.slot}" + (f" ({report.mac})" if report.mac else "")
-    table = Table(title=title)
-    table.add_column("step", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("detail")
-    for step in report.steps:
-        table.add_row(
-            step.name,
-            "[green]ok[/]" if step.ok else "[red]FAILED[/]",
-            f"{step.seconds:.2f} s",
-            step.detail,
-        )
-    return table
+def _ok_style(ok: bool) -> str:
+    return "green" if ok else "red"
+
+
+STEP_COLS = (
+    Col("name", "step", kind="id"),
+    Col("ok", "result", kind="id", show=lambda ok: "ok" if ok else "FAILED", style=_ok_style),
+    Col("seconds", "time", kind="num", show=lambda s: f"{s:.2f} s"),
+    Col("detail"),
+)
+
+
+def report_title(report: Report) -> str:
+    return f"{report.operation} {report.slot}" + (f" ({report.mac})" if report.mac else "")
+
+
+def report_rows(report: Report) -> list[dict]:
+    return [
+        {"name": s.name, "ok": s.ok, "seconds": s.seconds, "detail": s.detail} for s in report.steps
+    ]
 
 
 def boot_consoles(report: Report, console: Console, lines: int = 4) -> None:
@@ -71,38 +76,27 @@ def boot_consoles(report: Report, console: Console, lines: int = 4) -> None:
                 console.print(f"  [dim]|[/] {line}")
 
 
-def batch_table(report: BatchReport) -> Table:
-    """One row per board: slot, MAC, result, bytes written and skipped, time, error."""
-    title = (
+BOARD_COLS = (
+    Col("slot", kind="id"),
+    Col("mac", "MAC", kind="id"),
+    Col("result", kind="id", style=lambda r: RESULT_STYLE.get(r, "")),
+    Col("bytes_written", "written", kind="num", drop=2),
+    Col("bytes_skipped", "skipped", kind="num", drop=3),
+    Col("seconds", "time", kind="num", show=lambda s: f"{s:.1f} s", drop=1),
+    Col("error"),
+)
+
+
+def batch_title(report: BatchReport) -> str:
+    return (
         f"rig flash {report.firmware['name']} - station {report.station}, "
         f"{len(report.boards)} {report.board} slot(s)"
     )
-    table = Table(title=title)
-    for name, justify in (
-        ("slot", "left"),
-        ("MAC", "left"),
-        ("result", "left"),
-        ("written", "right"),
-        ("skipped", "right"),
-        ("time", "right"),
-        ("error", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=name != "error")
-    colour = {r: RESULT_STYLE[r] for r in ("ok", "failed", "quarantined", "stopped")}
-    for b in report.boards:
-        result = b.result
-        if result in colour:
-            result = f"[{colour[result]}]{result}[/]"
-        table.add_row(
-            b.slot,
-            b.mac or "-",
-            result,
-            str(b.bytes_written),
-            str(b.bytes_skipped),
-            f"{b.seconds:.1f} s",
-            b.error,
-        )
-    return table
+
+
+def print_batch(report: BatchReport, fmt: str = "auto") -> None:
+    """One row per board: slot, MAC, result, bytes written and skipped, time, error."""
+    print_rows(batch_title(report), BOARD_COLS, [b.as_dict() for b in report.boards], fmt)
 
 
 @contextlib.contextmanager
@@ -137,7 +131,7 @@ def finish(report: Report, as_json: bool) -> None:
         click.echo(report.to_json())
     else:
         console = Console()
-        console.print(report_table(report))
+        print_rows(report_title(report), STEP_COLS, report_rows(report), "auto")
         if report.error:
             console.print(f"[red]{report.operation} failed:[/] {report.error}")
     if not report.ok:
