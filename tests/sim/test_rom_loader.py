@@ -8,12 +8,35 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
+import threading
 import zlib
 
 import pytest
-from sim_harness import SYNC
+from sim_harness import SYNC, Driver
 
+from rig.sim.loader import slip
 from rig.sim.loader.protocol import HEADER, Op, data_checksum
+
+
+def test_the_rom_banner_precedes_its_first_reply_even_when_the_boards_timers_run_late(
+    loader_board,
+):
+    """A real ROM prints its banner before its download loop reads the UART: a host that syncs
+    at once gets the banner first, then SLIP. The simulator's later console lines run on a timer
+    thread; a busy machine delays that thread, and a reply that overtook the banner put "ets ..."
+    in the middle of esptool's next command ("Invalid head of packet (0x65)")."""
+    d = Driver(loader_board)
+    late = threading.Event()
+    loader_board.chip.timers.call_later(0, lambda: late.wait(5))  # the timer thread is busy
+    try:
+        loader_board.boot_into("download")
+        with loader_board.lock:
+            loader_board.chip.receive(slip.encode(HEADER.pack(0, Op.SYNC, len(SYNC), 0) + SYNC))
+    finally:
+        late.set()
+    sent = b"".join(d.uart.sent)
+    banner = sent.find(b"waiting for download\r\n")
+    assert banner != -1 and sent.find(b"\xc0") > banner, sent[:200]
 
 
 def test_rom_sync_eight_nonzero_replies(rom):

@@ -158,9 +158,9 @@ class Esp32Chip:
     def _boot(self, reason: int) -> None:
         if self.strap == boot.STRAP_DOWNLOAD:
             self.mode = "download"
-            self.loader = RomLoader(self)
             self.uart.autobaud = True
-            self._play(boot.download_boot(reason))
+            self._play(boot.download_boot(reason))  # the banner goes out first...
+            self.loader = RomLoader(self)  # ...then the ROM's download loop reads the UART
         else:
             self.mode = "firmware"
             self._play(boot.spi_boot(self.flash.read, reason))
@@ -193,10 +193,16 @@ class Esp32Chip:
 
     # -- console ------------------------------------------------------------------------------
     def _play(self, script: boot.BootScript) -> None:
+        """Print ``script``: the lines it starts with at once (the ROM prints its banner before
+        it does anything else, so nothing the chip answers may overtake it), the later ones on
+        the board's timer thread at their times."""
         epoch = self.epoch
         delay = 0.0
         for pause, text in script.lines:
             delay += pause
+            if delay == 0.0:
+                self._print(epoch, text)
+                continue
             self.timers.call_later(delay, functools.partial(self._print, epoch, text))
         self.timers.call_later(delay, functools.partial(self._after_script, epoch, script))
 
