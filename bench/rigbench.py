@@ -76,16 +76,21 @@ def esptool(
     before: str = "no-reset",
     after: str = "no-reset",
     serial_package: str | None = None,
+    strap: Callable[[], object] | None = None,
 ) -> float:
     """Stock esptool (``python -m esptool``, its own process, as a user runs it): seconds from
-    start to exit. ``serial_package``: run it with that copy of ``serial`` (``pyserial`` 3.5,
-    what ``pip install esptool`` brings, or ``pyserial-labgrid``); default the venv's."""
+    start to exit, with ``strap`` (the relays putting the board into download mode, as the rig's
+    own connect does) timed before it. ``serial_package``: run it with that copy of ``serial``
+    (``pyserial`` 3.5, what ``pip install esptool`` brings, or ``pyserial-labgrid``); default
+    the venv's."""
+    t0 = time.monotonic()
+    if strap is not None:
+        strap()
     env = dict(os.environ)
     if serial_package is not None:
         env["PYTHONPATH"] = str(SERIALS / serial_package)
     command = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", port]
     command += ["--before", before, "--after", after, "-b", str(baud), *args]
-    t0 = time.monotonic()
     proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:

@@ -51,9 +51,9 @@ def dump(root: Path, baud: int, scales: tuple[float, ...]) -> dict:
 
         def stock() -> float:
             out = root / "esptool-dump.bin"
-            lives["esptool"].board.download_mode()
-            seconds = esptool(lives["esptool"].board.port.resolve(), "read-flash", "0", "ALL",
-                              str(out), baud=baud)  # fmt: skip
+            board = lives["esptool"].board
+            seconds = esptool(board.port.resolve(), "read-flash", "0", "ALL", str(out), baud=baud,
+                              strap=board.download_mode)  # fmt: skip
             if out.read_bytes() != flash:
                 raise RuntimeError("esptool's dump differs from the flash")
             return seconds
@@ -115,10 +115,9 @@ def restore(root: Path, baud: int, scales: tuple[float, ...]) -> dict:
 
         def stock(slot: str, mode: str) -> float:
             board = lives[slot].board
-            board.download_mode()
             # --diff-with takes several files: the options go after the address and image
             return esptool(board.port.resolve(), "write-flash", "0", str(image), *modes[mode],
-                           baud=baud)  # fmt: skip
+                           baud=baud, strap=board.download_mode)  # fmt: skip
 
         # The rig and --diff-with (the close contest) one after the other, beside the two
         # long full writes: the ratio is not skewed by CPU shared between them.
@@ -184,8 +183,8 @@ def first_flash(root: Path, baud: int) -> dict:
 
         def stock() -> float:
             board = lives["esptool"].board
-            board.download_mode()
-            return esptool(board.port.resolve(), "write-flash", "0", str(image), baud=baud)
+            return esptool(board.port.resolve(), "write-flash", "0", str(image), baud=baud,
+                           strap=board.download_mode)  # fmt: skip
 
         done = side_by_side({"rig": rig, "esptool": stock})
         for slot in slots:
