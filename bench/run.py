@@ -41,6 +41,10 @@ def run(quick: bool) -> dict:
         "quick": quick,
     }
     steps = {
+        "read_efficiency": lambda root: scenarios.read_efficiency(
+            root,
+            {921600: 0x40000, 2000000: 0x80000} if quick else {921600: 0x100000, 2000000: 0x100000},
+        ),
         "dump": lambda root: scenarios.dump(root, 2000000, SCALES),
         "restore_app_change": lambda root: scenarios.restore(root, 2000000, SCALES),
         "first_flash": lambda root: scenarios.first_flash(root, 2000000),
@@ -70,6 +74,16 @@ def table(results: dict) -> Table:
     t = Table(title=f"rig bench{' (quick)' if results['quick'] else ''}: {results['machine']}")
     for column in ("scenario", "rig", "side by side", "ratio", "target"):
         t.add_column(column)
+    for e in results["read_efficiency"]["paced"]:
+        t.add_row(
+            f"read {e['bytes'] >> 10} KB at {e['baud']}",
+            f"{e['seconds']} s",
+            "",
+            f"{e['efficiency']} of baud/10",
+            ">= 0.95",
+        )
+    u = results["read_efficiency"]["unpaced_4mb_read_s"]
+    t.add_row("unpaced 4 MB read (what tests pay)", f"{u} s", "", "", "<= 10 s")
     d = results["dump"]
     sens = ", ".join(f"{k}: {v}" for k, v in d["sensitivity"].items())
     t.add_row(

@@ -21,6 +21,23 @@ from rig.operations.session import FlasherSession
 FLASH = 0x400000
 
 
+def read_efficiency(root: Path, sizes: dict[int, int]) -> dict:
+    """The rig's read (flasher session, no blank-skip) against the wire at each baud, and a 4 MB
+    read on the unpaced simulator (what the tests pay per 4 MB)."""
+    out: dict = {"paced": []}
+    slots = {f"b{baud}": {} for baud in sizes} | {"unpaced": {"realtime": False}}
+    with LiveStation(l7x_station(root, slots)) as st:
+        for baud, size in sizes.items():
+            with FlasherSession(st.open_slot(f"b{baud}").board, bauds=[baud]) as session:
+                seconds = timed(lambda s=session, n=size: s.read(0, n))
+            rate = size / seconds
+            out["paced"].append({"baud": baud, "bytes": size, "seconds": seconds,
+                                 "efficiency": round(rate / (baud / 10), 3)})  # fmt: skip
+        with FlasherSession(st.open_slot("unpaced").board, bauds=[921600]) as session:
+            out["unpaced_4mb_read_s"] = timed(lambda: session.read(0, FLASH))
+    return out
+
+
 def wire_seconds(size: int, baud: int) -> float:
     """The UART's bound for ``size`` payload bytes at ``baud`` (8N1: baud/10 bytes/s)."""
     return size * 10 / baud
