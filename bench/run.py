@@ -141,7 +141,7 @@ def table(results: dict) -> Table:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller transfers (~2-3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller transfers, fewer contenders (~3 minutes)")
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args()
     results = run(args.quick)
