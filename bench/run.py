@@ -88,7 +88,8 @@ def table(results: dict) -> Table:
     sens = ", ".join(f"{k}: {v}" for k, v in d["sensitivity"].items())
     t.add_row(
         f"(1) L7X vendor flash dump at {d['baud']}",
-        f"{d['rig_s']} s ({d['bytes_read'] >> 10} KB read)",
+        f"{d['rig_s']} s ({d['bytes_read'] >> 10} KB read); with connect "
+        f"{d['rig_with_connect_s']} s",
         f"wire (4 MB) {d['wire_s']} s; esptool read-flash {d['esptool_read_flash_s']} s",
         f"vs_wire {d['vs_wire']} (costs {sens})",
         "<= 0.5",

@@ -13,7 +13,7 @@ from rig.esp32 import BLOCK
 from rig.operations import blankskip
 from rig.operations.backups import BackupStore
 from rig.operations.errors import FlasherError
-from rig.operations.safeguards import take_backup
+from rig.operations.safeguards import ensure_backup, take_backup
 from rig.operations.session import FlasherSession
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,6 +101,19 @@ def test_read_flash_reports_what_it_skipped_and_what_it_could_not_check(station,
     assert data_read == flash
     assert (stats.read, stats.blank, stats.unchecked) == (3 * BLOCK, 61 * BLOCK, [9 * BLOCK])
     assert done[-1] == (3 * BLOCK, 3 * BLOCK)  # progress over what is read, to the end
+
+
+def test_the_backup_policy_dumps_through_the_same_path(station):
+    """ensure_backup (every destructive step: rig write, the batch, the cycle) takes its backup
+    with take_backup: blank blocks are not read there either."""
+    flash = written(station, {0x20000: b"\x00" * 16})
+    slot = station.open_slot(SLOT)
+    board = station.simulated_board(SLOT)
+    with FlasherSession(slot.board) as session:
+        sent = board.chip.flash_sent
+        check = ensure_backup(session, BackupStore(station.config.backups), "auto", {})
+    assert check.taken and check.backup.read() == flash
+    assert board.chip.flash_sent - sent == BLOCK
 
 
 def test_erased_md5_is_the_md5_of_0xff():
