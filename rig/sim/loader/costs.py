@@ -17,7 +17,8 @@ datasheet facts, and the bench prints how its results move at half and double th
   the command/address bits of each short transfer. MD5 (RFC 1321: 64 steps of 4-6 ALU ops and a
   load per 64-byte block, ~10 cycles/byte on a single-issue core running 0-wait-state ROM code)
   at 40 MHz: ~4 MB/s.
-* **Flasher stub**: it switches the CPU to the PLL (240 MHz; rig.sim.chip.chip) and reads with
+* **Flasher stub**: it runs the CPU from the PLL (240 MHz, APB 80 MHz, as rig.sim.chip.chip
+  models it; we have no primary source for the stub's clock either) and reads with
   the SPI1 controller at 40 MHz in DIO (two data lines: 10 MB/s raw; 64-byte transactions with
   command, 12 address clocks and dummy cycles: ~8 MB/s). MD5 at ~10 cycles/byte at 240 MHz:
   ~24 MB/s, taken as 20 MB/s for cache misses on the stub's code.
