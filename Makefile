@@ -35,7 +35,8 @@ soak: $(STAMP)
 	RIG_SOAK=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/soak $(PYTEST_ARGS)
 	RIG_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(BIN)/python -m pytest -n 2 -q tests/config/test_config_fuzz.py
 
-# Benchmarks on the paced simulated station (QUICK=1: smaller transfers, under ~2 minutes).
+# Benchmarks on the paced simulated station, rig and stock esptool side by side (QUICK=1:
+# smaller transfers and fewer contenders, about 3 minutes; the full run about 6).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
 

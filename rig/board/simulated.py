@@ -60,6 +60,7 @@ def simulated_parts(
             fail_connects=sim.fail_connects,
             max_baud=sim.max_baud,
             realtime=sim.realtime,
+            chip_costs=sim.chip_costs if sim.realtime else 0.0,
             inject=sim.faults,
             inject_seed=sim.fault_seed if sim.fault_seed is not None else seed,
             # The port the rig opens is a stable alias of the pty, resolved at every open

@@ -110,6 +110,9 @@ class SimSlot(FrozenModel):
     max_baud: Annotated[int, Strict(), Field(gt=0)] | None = None
     # Realistic timing: the UART paced at baud/10 bytes/s, datasheet NOR erase/program times.
     realtime: StrictBool = False
+    # With realtime: the scale of the chip-side flash-read and MD5 times (rig.sim.loader.costs,
+    # estimates from datasheet facts); the bench runs 0.5 and 2 to show how much they matter.
+    chip_costs: Annotated[float, Field(ge=0, le=100)] = 1.0
     # Injected faults (docs/faults.md), seeded by fault_seed (default: the board's seed).
     faults: tuple[FaultSpec, ...] = ()
     fault_seed: Annotated[str, Strict()] | Annotated[int, Strict()] | None = None

@@ -20,6 +20,7 @@ import esptool
 
 from rig import __version__
 from rig.errors import BadInput, OperationError
+from rig.operations import blankskip
 from rig.operations.backups import Backup, BackupError, BackupStore
 from rig.operations.fastwrite import PartialWrite, Progress, describe_ranges
 from rig.operations.report import Report
@@ -86,7 +87,7 @@ class DumpResult:
 
     backup: Backup
     chip_md5: str  # the chip's MD5 of the whole flash, taken right after the read
-    transfer: Transfer
+    transfer: Transfer  # bytes read over the link; seconds of the whole dump (MD5s included)
     reused: bool  # a verified backup of this MAC held these bytes already: not stored twice
 
 
@@ -100,6 +101,10 @@ def take_backup(
 ) -> DumpResult:
     """Dump the whole flash, check it against the chip's MD5, store it as a verified backup.
 
+    Blocks the chip proves erased (their MD5 is that of 0xFF) are not read
+    (:func:`rig.operations.blankskip.read_flash`); the backup is still the whole flash, and the
+    whole of it is checked against the chip's MD5 of the whole flash before it is stored.
+
     With ``reuse``, a dump that a verified backup of this MAC already holds
     (:func:`current_backup`, the rule every destructive step applies before it relies on a
     backup) is not stored again - a CI runner would otherwise pile up one copy per run: that
@@ -110,9 +115,9 @@ def take_backup(
     ident = session.identity
     size = session.require_flash_size()
     t0 = time.monotonic()
-    data = session.read(0, size, progress)
-    transfer = Transfer(len(data), time.monotonic() - t0)
+    data, skipped = blankskip.read_flash(session, size, progress)
     chip_md5 = session.md5(0, size)
+    transfer = Transfer(skipped.read, time.monotonic() - t0)
     md5 = hashlib.md5(data).hexdigest()
     if md5 != chip_md5:
         raise OperationError(
@@ -128,6 +133,7 @@ def take_backup(
         "flash_size": size,
         "baud": ident.baud,
         "seconds": round(transfer.seconds, 3),
+        "bytes_read": transfer.size,  # the rest was proven erased by the chip's MD5
         "rig_version": __version__,
         "esptool_version": esptool.__version__,
     }

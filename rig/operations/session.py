@@ -45,6 +45,12 @@ READ_CHUNK = 0x40000  # reads are retried per 256 KB chunk
 # a link that is marginal there (slow edges on a long cable, a bridge's sampling error: worse the
 # shorter the bit cell), which the next lower rung of the ladder usually carries cleanly.
 STEP_DOWN_AFTER = 2
+# How long the register read after a baud switch waits for its reply. The reply is 12 bytes
+# (< 1 ms on the wire at any rung of the ladder), so a link that switched answers at once; one
+# that did not (a bridge whose divisor lands off-rate) never answers, and esptool's default of
+# 3 s was most of what a 2 Mbaud -> 921600 fallback cost (bench scenario 5). 1 s leaves room
+# for a remote slot's round trip.
+BAUD_CHECK_TIMEOUT = 1.0
 T = TypeVar("T")
 
 
@@ -203,7 +209,8 @@ class FlasherSession:
             self.esp = esp = run_stub(esp)
             if baud != ROM_BAUD:
                 esp.change_baud(baud)
-                esp.read_reg(0x40001000)  # a garbled link fails here, not mid-transfer
+                # a garbled link fails here, not mid-transfer
+                esp.read_reg(0x40001000, timeout=BAUD_CHECK_TIMEOUT)
             attach_flash(esp)
             flash_id = esp.flash_id()
             size = flash_size_bytes(detect_flash_size(esp))

@@ -196,8 +196,12 @@ def dump(
         seconds = round(result.transfer.seconds, 3)
         step.data = {"id": backup.id, "path": str(backup.path), "sha256": backup.sha256}
         step.data["seconds"] = seconds
+        step.data["bytes_read"] = result.transfer.size
         rate = backup.size / max(seconds, 1e-9) / 1024
-        step.detail = f"{backup.id} ({backup.size} B, {rate:.0f} KiB/s, chip MD5 verified)"
+        step.detail = (
+            f"{backup.id} ({backup.size} B, {result.transfer.size} B read, the rest proven "
+            f"erased by chip MD5; {rate:.0f} KiB/s, chip MD5 verified)"
+        )
     return result
 
 

@@ -59,6 +59,7 @@ class SimBoard:
         security: Security = UNSECURED,
         flash_image: str | Path | bytes | None = None,
         realtime: bool = False,
+        chip_costs: float | None = None,
         on_close: str = "keep",
         boot: str | None = None,
         name: str | None = None,
@@ -73,7 +74,9 @@ class SimBoard:
         ``flash_size``. It models another part (an Adesto id encodes the size differently), one
         whose capacity byte esptool does not know, or one that reports less than the array
         holds (a remarked chip): the array stays ``flash_size`` bytes. ``security``: the
-        flash-encryption and secure-boot eFuses burnt on the chip."""
+        flash-encryption and secure-boot eFuses burnt on the chip. ``chip_costs``: the scale of
+        the loaders' flash-read and MD5 time (rig.sim.loader.costs); default 1 with
+        ``realtime``, else 0 (free)."""
         if variant not in SIM_VARIANTS:
             known = ", ".join(SIM_VARIANTS)
             raise ValueError(f"unknown board variant {variant!r} (known: {known})")
@@ -122,6 +125,8 @@ class SimBoard:
             self.scheduler,
             on_firmware_started=self._firmware_started,
             security=security,
+            chip_costs=(1.0 if realtime else 0.0) if chip_costs is None else chip_costs,
+            busy=self._flash_sleep,
         )
         self._contacts = dict.fromkeys(self.variant.inputs, False)
         # DTR/RTS and the auto-reset pulls they make; the USB cable.

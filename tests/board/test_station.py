@@ -168,3 +168,16 @@ def test_the_layers_above_the_simulator_do_not_import_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_paced_slot_spends_the_chip_side_costs_an_unpaced_one_does_not(sim_station_config):
+    """``chip_costs`` scales the loaders' flash-read and MD5 time (rig.sim.loader.costs) on a
+    realtime slot (the bench's sensitivity runs); an unpaced slot stays free, whatever it says."""
+    cfg = sim_station_config(
+        **{"l7x-1": {"realtime": True, "chip_costs": 0.5}, "l7x-2": {"chip_costs": 2.0}}
+    )
+    with LiveStation(cfg) as st:
+        st.open_slot("l7x-1")
+        st.open_slot("l7x-2")
+        assert st.simulated_board("l7x-1").chip.chip_costs == 0.5
+        assert st.simulated_board("l7x-2").chip.chip_costs == 0.0

@@ -105,3 +105,30 @@ def test_stub_reupload_into_running_stub(stub):
     assert HEADER.unpack_from(frames[0])[:2] == (1, Op.MEM_END)
     assert frames[0][8:] == b"\x00\x00"
     assert d.board.mode == "stub"
+
+
+def test_md5_and_read_charge_the_loaders_chip_side_time(stub, monkeypatch):
+    """rig.sim.loader.costs: SPI_FLASH_MD5 costs a flash read plus a hash of the range, each
+    READ_FLASH packet a read plus a hash (the stub's closing digest); the ROM's figures are its
+    own. Spent through the board's ``busy`` (recorded here, not slept), scaled by chip_costs."""
+    from rig.sim.loader import costs
+
+    d, _ = stub
+    spent: list[float] = []
+    monkeypatch.setattr(d.board.chip, "busy", spent.append)
+    monkeypatch.setattr(d.board.chip, "chip_costs", 2.0)
+    d.one(Op.SPI_FLASH_MD5, struct.pack("<IIII", 0, 0x10000, 0, 0))
+    assert spent == [2.0 * (0x10000 / costs.STUB.flash_read_bps + 0x10000 / costs.STUB.md5_bps)]
+    spent.clear()
+    sent = d.board.chip.flash_sent
+    d.call(Op.READ_FLASH, struct.pack("<IIII", 0, 0x2000, 0x1000, 64))
+    d.raw(struct.pack("<I", 0x2000))
+    assert spent == [2.0 * costs.STUB.seconds(read=0x1000, md5=0x1000)] * 2
+    assert d.board.chip.flash_sent - sent == 0x2000  # what crossed the wire, counted
+    assert costs.ROM.seconds(read=0x10000, md5=0x10000) > costs.STUB.seconds(
+        read=0x10000, md5=0x10000
+    )
+    monkeypatch.setattr(d.board.chip, "chip_costs", 0.0)
+    spent.clear()
+    d.one(Op.SPI_FLASH_MD5, struct.pack("<IIII", 0, 0x10000, 0, 0))
+    assert spent == []  # unpaced: free

@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import functools
 import json
+import time
 from collections.abc import Callable, Mapping
 from importlib import resources
 
@@ -85,8 +86,16 @@ class Esp32Chip:
         *,
         on_firmware_started: Callable[[], None] | None = None,
         security: Security = UNSECURED,
+        chip_costs: float = 0.0,
+        busy: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``security``: the flash-encryption and secure-boot eFuses as burnt on this chip."""
+        """``security``: the flash-encryption and secure-boot eFuses as burnt on this chip.
+        ``chip_costs``: how much of the loaders' chip-side time (flash reads, MD5:
+        rig.sim.loader.costs) is spent, 0 (free) to 1 (the estimates) or more; ``busy`` spends
+        it (the board's, which a power cut interrupts)."""
+        self.chip_costs = chip_costs
+        self.busy = busy
+        self.flash_sent = 0  # flash bytes sent to the host by READ_FLASH / READ_FLASH_SLOW
         self.flash = flash
         self.mac = mac
         self.uart = uart

@@ -20,6 +20,7 @@ from typing import Protocol
 from ..parts.flash import FlashRangeError, NorFlash
 from ..parts.registers import RegisterBus
 from ..parts.spi import Spi1
+from . import costs
 from .protocol import CommandError, MalformedRequest, Op, Request, data_checksum, response
 
 SYNC_PAYLOAD = b"\x07\x07\x12\x20" + b"\x55" * 32  # esptool ESPLoader.sync()
@@ -31,6 +32,11 @@ class LoaderHost(Protocol):
     flash: NorFlash  # the array behind SPI1
     spi: Spi1  # attached or not: a loader reads the flash through it
     registers: RegisterBus  # READ_REG / WRITE_REG
+    chip_costs: float  # scale of the chip-side costs (rig.sim.loader.costs); 0: free
+    flash_sent: int  # flash bytes the loaders sent the host (READ_FLASH*): what crossed the wire
+
+    def busy(self, seconds: float) -> None:
+        """The CPU works ``seconds`` (a power cut ends it early)."""
 
     def send_frame(self, payload: bytes) -> None:
         """SLIP-frame ``payload`` and transmit it."""
@@ -96,6 +102,7 @@ class Loader:
     BAD_CHECKSUM = 0
     RANGE_ERROR = 0
     NOT_IN_FLASH_MODE = 0
+    COSTS = costs.FREE  # what reading and hashing flash costs this loader
 
     def __init__(self, chip: LoaderHost) -> None:
         self.chip = chip
@@ -218,6 +225,7 @@ class Loader:
     def spi_flash_md5(self, req: Request) -> Reply:
         address, size, _, _ = req.words(4)
         data = self.read_flash(address, size)
+        self.spend(read=size, md5=size)
         return Reply(data=self.format_md5(hashlib.md5(data).digest()))
 
     def change_baudrate(self, req: Request) -> Reply:
@@ -235,6 +243,16 @@ class Loader:
         return requested
 
     # -- flash helpers ------------------------------------------------------------------------
+    def spend(self, *, read: int = 0, md5: int = 0) -> None:
+        """The chip-side time of reading ``read`` flash bytes and hashing ``md5`` bytes."""
+        seconds = self.COSTS.seconds(read=read, md5=md5, scale=self.chip.chip_costs)
+        if seconds > 0:
+            self.chip.busy(seconds)
+
+    def sent_flash(self, data: bytes) -> None:
+        """Flash content goes to the host (counted: a test can see what was read)."""
+        self.chip.flash_sent += len(data)
+
     def read_flash(self, address: int, size: int) -> bytes:
         """Flash as this loader sees it: through SPI1, so 0xFF while the flash is not attached."""
         if address + size > self.chip.flash.size:

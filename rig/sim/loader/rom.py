@@ -10,6 +10,7 @@ is not implemented on the ESP32 ROM (error 0x05, which esptool swallows while co
 from __future__ import annotations
 
 from ..parts.flash import BLOCK_SIZE, FlashRangeError
+from . import costs
 from .base import FlashWrite, Loader, LoaderHost, Reply
 from .protocol import CommandError, Op, Request, RomError
 
@@ -26,6 +27,7 @@ class RomLoader(Loader):
     BAD_CHECKSUM = RomError.CHECKSUM
     RANGE_ERROR = RomError.INVALID_PARAM
     NOT_IN_FLASH_MODE = RomError.RESULT_WRONG
+    COSTS = costs.ROM
 
     def __init__(self, chip: LoaderHost) -> None:
         super().__init__(chip)
@@ -78,6 +80,8 @@ class RomLoader(Loader):
             raise CommandError(RomError.FLASH_READ_LENGTH, "at most 64 bytes per READ_FLASH_SLOW")
         self.check_range(offset, length)
         data = self.read_flash(offset, length)
+        self.spend(read=length)
+        self.sent_flash(data)
         return Reply(data=data + b"\xff" * (64 - len(data)))  # the ROM always sends 64 bytes
 
     def flash_begin(self, req: Request) -> Reply:

@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 
 from ..parts.flash import SECTOR_SIZE, FlashRangeError
+from . import costs
 from .base import FlashWrite, Loader, LoaderHost, Reply
 from .protocol import CommandError, Op, Request, StubError
 
@@ -42,6 +43,7 @@ class StubLoader(Loader):
     BAD_CHECKSUM = StubError.BAD_DATA_CHECKSUM
     RANGE_ERROR = StubError.FAILED_SPI_OP
     NOT_IN_FLASH_MODE = StubError.NOT_IN_FLASH_MODE
+    COSTS = costs.STUB
 
     def __init__(self, chip: LoaderHost) -> None:
         super().__init__(chip)
@@ -203,8 +205,10 @@ class StubLoader(Loader):
         while s.sent < s.length and s.sent - s.acked < IN_FLIGHT * s.packet_size:
             n = min(s.packet_size, s.length - s.sent)
             data = self.chip.flash.read(s.offset + s.sent, n)
+            self.spend(read=n, md5=n)  # read over SPI, hashed for the closing digest
             s.md5.update(data)
             s.sent += n
+            self.sent_flash(data)
             self.chip.send_frame(data)
         if s.acked >= s.length:
             self.stream = None
