@@ -73,8 +73,14 @@ class Rfc2217Link:
         self._reader = threading.Thread(target=self._port_to_client, name=f"{name}-rx", daemon=True)
 
     def write(self, data: bytes) -> None:  # PortManager's connection interface
+        """To the client. A client that has gone (EPIPE, ECONNRESET: it may leave at any moment,
+        even before the telnet negotiation that PortManager starts in ``__init__``) ends the
+        link instead of raising in the thread that serves it."""
         with self._send_lock:
-            self.sock.sendall(data)
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.stop()
 
     def run(self) -> None:
         """Copy both ways until the client leaves (or :meth:`stop`)."""
