@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 # -n 6 on 2 cores: many tests wait (serial timeouts, relay sequences, paced boot logs), so more
 # workers than cores overlap the waits. Measured on a quiet 2-core machine: -n 4 170 s (1.4 cores
 # busy), -n 6 149 s, -n 8 160 s (CPU-bound: each worker pays its start-up).
-# loadgroup: the lab tests (tests/labgrid/test_farm.py) share one farm on one worker.
+# conftest.py keeps the lab tests (tests/labgrid/test_farm.py, one shared farm) on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 6 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 6 --dist load $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/rig demo

@@ -92,6 +92,7 @@ class Farm:
         self.address = f"127.0.0.1:{self.port}"
         self.env = self._env()
         self.children: dict[str, Child] = {}
+        self.tests: set[str] = set()  # node ids of the tests that ran on this farm
         self.stations = {name: self._station(name, slots) for name, slots in stations.items()}
 
     def _env(self) -> dict[str, str]:

@@ -2,7 +2,9 @@
 `rig serve` export, the strategy and drivers, and a Pi that dies mid-job.
 
 The tests share the module's farm (tests/labgrid/conftest.py) and run in file order on one xdist
-worker (`--dist loadgroup`); each leaves every place released. The exporter is killed last.
+worker (the repository's conftest.py keeps this module whole); each leaves every place released.
+The exporter is killed last, and that test checks that every other test of the module ran on its
+farm.
 """
 
 from __future__ import annotations
@@ -32,10 +34,7 @@ from rig.labgrid.station import lab_station_text
 from rig.operations import hil
 
 pytest_plugins = ["pytester"]
-pytestmark = [
-    pytest.mark.xdist_group("labgrid-farm"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 L7X_PLACES = {"pi-a-l7x-1", "pi-a-l7x-2", "pi-b-l7x-1"}
 
 
@@ -246,7 +245,19 @@ def test_sigterm_while_queued_releases_the_places_and_cancels_the_reservations(f
         assert not reservations, reservations
 
 
-def test_killing_an_exporter_mid_job_fails_the_job_and_releases_the_pis_relays(farm, tmp_path):
+@pytest.fixture(autouse=True)
+def _on_the_farm(farm, request):
+    farm.tests.add(request.node.nodeid)
+
+
+def test_killing_an_exporter_mid_job_fails_the_job_and_releases_the_pis_relays(
+    farm, tmp_path, request
+):
+    module = request.node.module
+    selected = {item.nodeid for item in request.session.items if item.module is module}
+    assert farm.tests == selected, (  # one farm for the whole module: one worker, in file order
+        f"tests of this module ran on other farms (other xdist workers): {selected - farm.tests}"
+    )
     failure: list[BaseException] = []
     with lease(farm.address, [{"board": "l7x", "name": "pi-b-l7x-1"}]) as leased:
         lab_station = tmp_path / "lab.yaml"
