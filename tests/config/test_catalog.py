@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from config_harness import only_error
 
 from rig.config import (
     ConfigError,
@@ -72,15 +73,6 @@ def station(tmp_path):
         return path
 
     return write
-
-
-def only_error(path: Path, line: int) -> ConfigError:
-    """check_files finds exactly one problem, at ``path:line``."""
-    errors = check_files([path])
-    assert len(errors) == 1, "\n".join(map(str, errors))
-    (error,) = errors
-    assert (error.file, error.line) == (path, line), str(error)
-    return error
 
 
 def test_a_station_gives_its_board_types_the_entries_of_its_catalogs(catalog, station):

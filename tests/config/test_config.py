@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from config_harness import only_error
 from pydantic import ValidationError
 
 import rig
@@ -104,20 +105,6 @@ def station_file(tmp_path):
         return path
 
     return write
-
-
-def only_error(path: Path, line: int) -> ConfigError:
-    """check_files finds exactly one problem, at ``path:line:``; loading raises the same one."""
-    errors = check_files([path])
-    assert len(errors) == 1, "\n".join(map(str, errors))
-    (error,) = errors
-    assert str(error).startswith(f"{path}:{line}:"), str(error)
-    assert (error.file, error.line) == (path, line)
-    loader = load_station if path.parent.name == "stations" else load_board
-    with pytest.raises(ConfigError) as raised:
-        loader(path)
-    assert str(raised.value) == str(error)
-    return error
 
 
 # -- shipped configs -------------------------------------------------------------------------------
