@@ -9,6 +9,13 @@ size, parity, stop bits, purges, the bytes - passes through to the port.
 
 PortManager acknowledges a SET_CONTROL only after the attribute assignment returns, so a hook that
 runs a relay sequence delays the client until the board is ready.
+
+A client's purge flushes the tty's input while the link's reader may sit between select() and
+read(): the read then returns nothing, which pyserial reports as it reports an unplugged device
+("device reports readiness to read but returned no data"). esptool purges before every sync, so
+hanging up on that dropped about one stock-esptool connect in 80 under load ("timeout while
+waiting for option 'purge'" on the client). The link counts purges and reads again after a read
+that a purge overlapped; a port that is really gone fails the next read too.
 """
 
 from __future__ import annotations
@@ -33,8 +40,7 @@ class PortLines:
     ENOTTY; a devkit's bridge has CTS/DSR/RI/CD inputs, but nothing drives them)."""
 
     def __init__(self, port: serial.SerialBase, on_line: LineHook) -> None:
-        self.__dict__["_port"] = port
-        self.__dict__["_on_line"] = on_line
+        self.__dict__.update(_port=port, _on_line=on_line, purges_started=0, purges_done=0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._port, name)
@@ -44,6 +50,14 @@ class PortLines:
             self._on_line(name, bool(value))
         else:
             setattr(self._port, name, value)
+
+    def reset_input_buffer(self) -> None:
+        """A client's purge, counted before and after (see :meth:`Rfc2217Link._port_to_client`)."""
+        self.__dict__["purges_started"] += 1
+        try:
+            self._port.reset_input_buffer()
+        finally:
+            self.__dict__["purges_done"] += 1
 
     def _status(self, name: str) -> bool:
         try:
@@ -69,7 +83,8 @@ class Rfc2217Link:
         self.port = port
         self._send_lock = threading.Lock()
         self.alive = True
-        self.manager = PortManager(PortLines(port, on_line), self)
+        self._lines = PortLines(port, on_line)
+        self.manager = PortManager(self._lines, self)
         self._reader = threading.Thread(target=self._port_to_client, name=f"{name}-rx", daemon=True)
 
     def write(self, data: bytes) -> None:  # PortManager's connection interface
@@ -109,12 +124,16 @@ class Rfc2217Link:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def _port_to_client(self) -> None:
+        lines = self._lines
         while self.alive:
+            purged = lines.purges_done
             try:
                 data = self.port.read(self.port.in_waiting or 1)
                 if data:
                     self.write(data.replace(IAC, IAC + IAC))
             except (OSError, serial.SerialException):
+                if lines.purges_started != purged:
+                    continue  # a purge emptied the tty under this read: the port is still there
                 self.alive = False
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RDWR)
