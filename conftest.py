@@ -18,10 +18,18 @@ def pytest_report_header(config) -> list[str]:
     return [f"rig {rig.__version__}, esptool {esptool.__version__}, station: {station}"]
 
 
-# Test modules whose tests share one module-scoped fixture and must run in file order on one xdist
+# Test modules whose tests share one costly module-scoped fixture and run whole on one xdist
 # worker: tests/labgrid/test_farm.py shares one labgrid farm (coordinator, two exporters, their
-# `rig serve`s), and its last test kills an exporter.
-ONE_WORKER_MODULES = ("tests/labgrid/test_farm.py",)
+# `rig serve`s) and its last test kills an exporter; test_serve.py and test_sim_rfc2217.py start
+# every esptool session of the module at once in an autouse fixture (five and four esptool
+# processes against in-process servers): spread over the workers, each worker that ran one of
+# their tests started all the sessions again. tests/test_scheduling.py checks that every test
+# module with an autouse module-scoped fixture is listed here.
+ONE_WORKER_MODULES = (
+    "tests/labgrid/test_farm.py",
+    "tests/operations/test_serve.py",
+    "tests/sim/test_sim_rfc2217.py",
+)
 
 
 def pytest_xdist_make_scheduler(config, log):
