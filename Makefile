@@ -6,6 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test demo bench lint clean soak
 
+# Python caches compiled modules, and pytest the modules whose asserts it rewrites (the tests and
+# every module of a pytest plugin's distribution: the rig, labgrid, hypothesis), in __pycache__.
+# With PYTHONDONTWRITEBYTECODE set (some CI images and shells set it), every process compiled
+# them again: each pytest run of the suite (the xdist workers, ~20 pytester runs) spent ~2 s on
+# it and each `rig` subprocess ~0.5 s. __pycache__ is ignored by git.
+unexport PYTHONDONTWRITEBYTECODE
+
 # pyserial and labgrid's pyserial-labgrid (the labgrid extra, in dev) install the same serial/
 # files and the last one installed wins: the fork is reinstalled last, so the venv runs it
 # whatever order pip chose (docs/lab.md "pyserial"). A copy of each goes to $(SERIALS) for
