@@ -110,6 +110,16 @@ class Rfc2217Client(_Rfc2217Serial):
         for option in options:
             option.wait = functools.partial(self._await_option, option)
 
+    def close(self) -> None:
+        """pyserial's, without the 0.3 s it sleeps after joining its reader "in case of quick
+        reconnects": ``rig serve`` lets a client that reconnects at once wait for the last one's
+        release (its ``_await_leaving_session``), and the rig's remote slot closes and reopens
+        its connection for every flasher session."""
+        reader, self._thread = self._thread, None  # pyserial sleeps only when it joins a reader
+        super().close()  # shuts the socket down: the reader ends
+        if reader is not None:
+            reader.join(7)
+
     @property
     def timeout(self) -> float | None:
         return self._timeout

@@ -378,7 +378,7 @@ def test_one_client_per_slot_lock_held_and_strap_window(bench):
             SlotLock(bench.cfg.locks, bench.cfg.name, "quick-1").acquire()
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as other:
             other.settimeout(5)
-            assert other.recv(100) == b""  # closed at once: one client at a time
+            assert other.recv(100) == b""  # closed: one client at a time (after HANG_UP_GRACE)
         client.dtr = False  # (0, 1): EN low
         client.dtr = True  # (1, 1): EN let go, IO0 not low (yet)
         board = bench.board("quick-1")

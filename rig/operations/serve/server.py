@@ -70,6 +70,13 @@ __all__ = ["ServeError", "SessionInfo", "SlotServer", "is_loopback", "rfc2217_ur
 # a port, a simulated board's 4 MB flash saved) before it is turned away as a second client.
 LEAVE_TIMEOUT = 10.0
 
+# How long a new client waits for the connected one's hang-up to arrive before it is turned away
+# as a second client. A client that closes and reconnects at once (the rig's remote slot, once
+# per flasher session) sends its FIN before its new SYN; on loopback and most links they arrive
+# in that order, so the old connection reads as closed at once, and this only covers a FIN
+# overtaken on the way.
+HANG_UP_GRACE = 0.5
+
 
 class ServeError(OperationError):
     """A slot cannot be served (address in use, slot busy, port missing, a board the rig cannot
@@ -256,13 +263,23 @@ class SlotServer:
                 self._session_thread.start()
 
     def _await_leaving_session(self) -> None:
-        """The last client has left and its session is still releasing the slot (relays, port,
-        lock): a client that reconnects at once - as the rig's own remote slot does between two
-        flasher sessions - waits for that instead of being turned away as a second client."""
+        """A client that reconnects at once - as the rig's own remote slot does between two
+        flasher sessions - waits for the last one to release the slot (relays, port, lock)
+        instead of being turned away as a second client: when the last client has hung up,
+        whether or not its session has noticed yet (:data:`HANG_UP_GRACE`)."""
         with self._session_lock:
-            thread = self._session_thread
-        if thread is not None and self._leaving.is_set():
-            thread.join(timeout=LEAVE_TIMEOUT)
+            thread, link = self._session_thread, self._link
+        if thread is None:
+            return
+        if not self._leaving.is_set():
+            if link is None:
+                return  # its board is still being checked: that client is still waiting
+            deadline = time.monotonic() + HANG_UP_GRACE
+            while not _hung_up(link.sock):
+                if time.monotonic() > deadline:
+                    return  # still connected: the new client is a second one
+                time.sleep(0.01)
+        thread.join(timeout=LEAVE_TIMEOUT)
 
     def _session(self, conn: socket.socket, peer: str) -> None:
         info = SessionInfo(peer, [])
@@ -302,3 +319,14 @@ class SlotServer:
             with self._session_lock:
                 self._link = None
                 self._session_thread = None
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """The client at the other end of ``sock`` has closed it (an end of stream is waiting, or
+    the socket is closed already). Peeks: the session's own reader consumes nothing less."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
