@@ -9,10 +9,12 @@ the tests run.
 
 A lease (:func:`lease`) makes one reservation per slot wanted (a reservation allocates one place
 whose tags match), polls them while they wait - an allocated reservation expires after 60 s
-unless polled or acquired - and acquires each place as it is allocated. A place whose slot the
-Pi cannot serve now (a local ``rig`` command holds it) refuses the acquire: the Pi's reason is
-in the resource's ``extra`` (``rig_refused``) and is shown; the acquire is tried again until the
-lease's timeout. On every way out - done, failure, Ctrl-C, SIGTERM through the safety net - every
+unless polled or acquired - and acquires each place as it is allocated, one at a time: the
+coordinator holds its global lock while an exporter acquires a place's resources (for a slot,
+the Pi starting ``rig serve`` and vouching for the board, ~1.3 s simulated), so acquires sent
+side by side queue there anyway. A place whose slot the Pi cannot serve now (a local ``rig``
+command holds it) refuses the acquire: the Pi's reason is in the resource's ``extra``
+(``rig_refused``) and is shown; the acquire is tried again until the lease's timeout. On every way out - done, failure, Ctrl-C, SIGTERM through the safety net - every
 acquired place is released and every reservation cancelled.
 """
 
