@@ -21,7 +21,6 @@ local, as in pyserial-labgrid: the path behaves the same whichever ``serial`` pa
 
 from __future__ import annotations
 
-import functools
 import queue
 import struct
 import threading
@@ -104,12 +103,6 @@ class Rfc2217Client(_Rfc2217Serial):
         self._answers = threading.Condition()  # notified whenever the server answered something
         super().__init__(*args, **kwargs)
 
-    def open(self) -> None:
-        super().open()
-        options = [*self._rfc2217_port_settings.values(), *self._rfc2217_options.values()]
-        for option in options:
-            option.wait = functools.partial(self._await_option, option)
-
     def close(self) -> None:
         """pyserial's, without the 0.3 s it sleeps after joining its reader "in case of quick
         reconnects": ``rig serve`` lets a client that reconnects at once wait for the last one's
@@ -143,9 +136,25 @@ class Rfc2217Client(_Rfc2217Serial):
                     raise SerialException(f"timeout while waiting for {what}")
                 self._answers.wait(min(left, 0.05))
 
-    def _await_option(self, option, timeout: float = 3) -> None:
-        """``TelnetSubnegotiation.wait``: the acknowledgement of a purge or a line change."""
+    def _await_option(self, option, timeout: float) -> None:
+        """The acknowledgement of a purge or a line change."""
         self._await(option.is_ready, timeout, f"option {option.name!r}")
+
+    # pyserial's two senders that wait for an acknowledgement (``TelnetSubnegotiation.wait``
+    # sleeps 50 ms before it first looks), here waiting on the answer. ``open`` sends five of
+    # them (flow control, DTR, RTS, two purges) - 0.25 s per connect in 50 ms sleeps.
+    def rfc2217_send_purge(self, value: bytes) -> None:
+        item = self._rfc2217_options["purge"]
+        item.set(value)
+        self._await_option(item, self._network_timeout)
+
+    def rfc2217_set_control(self, value: bytes) -> None:
+        item = self._rfc2217_options["control"]
+        item.set(value)
+        if self._ignore_set_control_answer:  # pyserial's mode for servers that do not answer
+            time.sleep(0.1)
+        else:
+            self._await_option(item, self._network_timeout)
 
     def _telnet_process_subnegotiation(self, suboption: bytes) -> None:
         super()._telnet_process_subnegotiation(suboption)

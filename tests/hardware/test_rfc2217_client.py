@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import serial
+from serial.rfc2217 import TelnetSubnegotiation
 
 from rig.hardware.rfc2217 import Rfc2217Link
 from rig.hardware.rfc2217_client import Rfc2217Client
@@ -54,6 +55,49 @@ def test_bytes_and_0xff_cross_the_connection_both_ways():
             client.close()
 
 
+@contextlib.contextmanager
+def sleeps_of_this_thread(monkeypatch) -> Iterator[list[float]]:
+    """Every ``time.sleep`` the calling thread makes meanwhile (others are let through)."""
+    pauses: list[float] = []
+    real_sleep, caller = time.sleep, threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is caller:
+            pauses.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    try:
+        yield pauses
+    finally:
+        monkeypatch.undo()
+
+
+def test_acknowledgements_are_awaited_on_the_answer_not_in_50_ms_sleeps(monkeypatch):
+    """pyserial's ``TelnetSubnegotiation.wait`` sleeps 50 ms before it first looks for the
+    server's acknowledgement: open() sends five (flow control, DTR, RTS, two purges), so a
+    connect paid 0.25 s for them, and every reset of a remote slot is line changes."""
+    sleeping_waits: list[str] = []
+    pyserial_wait = TelnetSubnegotiation.wait
+
+    def wait(option, timeout):
+        sleeping_waits.append(option.name)
+        return pyserial_wait(option, timeout)
+
+    monkeypatch.setattr(TelnetSubnegotiation, "wait", wait)
+    with loop_server() as url:
+        client = Rfc2217Client(url, timeout=2)
+        try:
+            client.dtr = True
+            client.rts = True
+            client.reset_input_buffer()
+            assert client._rfc2217_options["control"].is_ready()
+            assert client._rfc2217_options["purge"].is_ready()
+        finally:
+            client.close()
+    assert sleeping_waits == []
+
+
 def test_close_ends_the_reader_without_pyserials_reconnect_pause(monkeypatch):
     """pyserial's close sleeps 0.3 s after joining its reader, for servers that cannot take a
     client reconnecting at once; rig serve can (the remote slot reconnects for every flasher
@@ -62,16 +106,7 @@ def test_close_ends_the_reader_without_pyserials_reconnect_pause(monkeypatch):
         client = Rfc2217Client(url, timeout=2)
         reader = client._thread
         assert reader is not None and reader.is_alive()
-        pauses: list[float] = []
-        real_sleep, closing = time.sleep, threading.current_thread()
-
-        def sleep(seconds: float) -> None:
-            if threading.current_thread() is closing:
-                pauses.append(seconds)
-            real_sleep(seconds)
-
-        monkeypatch.setattr(time, "sleep", sleep)
-        client.close()
-        monkeypatch.undo()
+        with sleeps_of_this_thread(monkeypatch) as pauses:
+            client.close()
         assert not reader.is_alive() and not client.is_open
         assert pauses == []
