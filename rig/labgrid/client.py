@@ -14,8 +14,9 @@ coordinator holds its global lock while an exporter acquires a place's resources
 the Pi starting ``rig serve`` and vouching for the board, ~1.3 s simulated), so acquires sent
 side by side queue there anyway. A place whose slot the Pi cannot serve now (a local ``rig``
 command holds it) refuses the acquire: the Pi's reason is in the resource's ``extra``
-(``rig_refused``) and is shown; the acquire is tried again until the lease's timeout. On every way out - done, failure, Ctrl-C, SIGTERM through the safety net - every
-acquired place is released and every reservation cancelled.
+(``rig_refused``) and is shown; the acquire is tried again until the lease's timeout. On every
+way out - done, failure, Ctrl-C, SIGTERM through the safety net - every acquired place is
+released and every reservation cancelled.
 """
 
 from __future__ import annotations
