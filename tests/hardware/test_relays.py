@@ -310,8 +310,10 @@ def test_a_signal_during_release_waits_until_every_pin_is_released(pins):
 # ------------------------------------------------------------------------------------------------
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import faulthandler, signal, sys, time
     from rig.hardware.relays import Relay, RelayBank
+
+    faulthandler.register(signal.SIGUSR1)  # the test asks where a child that hangs is stuck
     from rig.hardware.safety import install_safety_net
 
     state, mode = sys.argv[1], sys.argv[2]
@@ -369,7 +371,14 @@ def run_child(tmp_path, mode: str, signum: int | None) -> tuple[int, str, str]:
         assert state.read_text().split()[:2] == ["0", "1"]  # requested off, then energised
         if signum is not None:
             proc.send_signal(signum)
-        rc = proc.wait(timeout=30)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack to stderr
+            time.sleep(1)
+            proc.kill()
+            _, stderr = proc.communicate()
+            raise AssertionError(f"the child did not exit within 30 s; stacks:\n{stderr}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
