@@ -10,6 +10,7 @@ started gRPC can abort, as labgrid's own tests note).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -31,6 +32,7 @@ from rig.images.flash_contents import vendor_l7x_flash
 from rig.operations.backups import BackupStore
 from rig.sim.parts.efuse import mac_from_seed
 
+RIG = [sys.executable, "-m", "rig.cli"]
 CHILD_LIMIT = 300  # s: no farm process outlives this, whatever happens to the test run
 READY_TIMEOUT = 30.0
 LAB_FIRMWARE = "custom-grbl"  # the one entry of the lab client's catalog
@@ -69,18 +71,26 @@ class Child:
 
     def stop(self) -> int | None:
         """TERM the process group, then KILL it."""
-        for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 5)):
+        self.terminate()
+        for sig, wait in ((None, 2), (signal.SIGKILL, 5)):
             if self.proc.poll() is not None:
                 break
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
+            if sig is not None:
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
             try:
                 self.proc.wait(wait)
             except subprocess.TimeoutExpired:
                 continue
         return self.proc.returncode
+
+    def terminate(self) -> None:
+        """TERM the process group (without waiting: several children stop side by side)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
 
 
 class Farm:
@@ -173,28 +183,36 @@ class Farm:
         listen = ["-m", "labgrid.remote.coordinator", "-l", self.address]
         self.spawn("coordinator", [sys.executable, *listen], cwd=coord)
         self.children["coordinator"].wait_for(r"Coordinator ready")
+        self.write_exporter_configs(list(self.stations))
         for name in self.stations:
             self.start_exporter(name)
         for name in self.stations:
             self.children[f"exporter-{name}"].wait_for(r"creating poll task")
         return self
 
+    def write_exporter_configs(self, names: list[str]) -> None:
+        """`rig labgrid exporter-config` for each station, side by side."""
+        procs = []
+        for name in names:
+            with (self.root / name / "exporter.yaml").open("w") as out:
+                station = ["--station", str(self.stations[name])]
+                procs.append(
+                    subprocess.Popen(
+                        [*RIG, "labgrid", "exporter-config", *station], env=self.env, stdout=out
+                    )
+                )
+        for name, proc in zip(names, procs, strict=True):
+            assert proc.wait(timeout=60) == 0, f"exporter-config {name}: exit {proc.returncode}"
+
     def start_exporter(self, name: str) -> Child:
+        """The station's exporter, on the config :meth:`write_exporter_configs` wrote."""
         config = self.root / name / "exporter.yaml"
-        rig = [sys.executable, "-m", "rig.cli"]
-        subprocess.run(
-            [*rig, "labgrid", "exporter-config", "--station", str(self.stations[name])],
-            check=True,
-            env=self.env,
-            stdout=config.open("w"),
-            timeout=60,
-        )
         args = ["-c", self.address, "-n", name, "--hostname", "127.0.0.1", str(config)]
-        return self.spawn(f"exporter-{name}", [*rig, "labgrid", "exporter", *args])
+        return self.spawn(f"exporter-{name}", [*RIG, "labgrid", "exporter", *args])
 
     def rig(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "rig.cli", *args],
+            [*RIG, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -207,9 +225,13 @@ class Farm:
         return path.read_text() if path.exists() else ""
 
     def close(self) -> None:
-        names = sorted(self.children, key=lambda n: n == "coordinator")  # exporters first
-        for name in names:
-            self.children[name].stop()
+        exporters = [child for name, child in self.children.items() if name != "coordinator"]
+        for child in exporters:  # the exporters first, all at once: each stops its rig serves
+            child.terminate()
+        for child in exporters:
+            child.stop()
+        if "coordinator" in self.children:
+            self.children["coordinator"].stop()
 
 
 def _collect(child: Child) -> None:

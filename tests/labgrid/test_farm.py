@@ -197,8 +197,9 @@ def test_station(station):  # on a worker: the controller's lab station, both pl
 def _pytest_env(farm, monkeypatch) -> None:
     for key, value in farm.env.items():
         monkeypatch.setenv(key, value)
-    # pytest-embedded's autouse fixtures want a `target`, which labgrid's plugin also defines
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded")
+    # pytest-embedded's autouse fixtures want a `target`, which labgrid's plugin also defines;
+    # hypothesis's plugin only costs these runs its import (~0.3 s a process)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded -p no:hypothesispytest")
 
 
 def test_each_xdist_worker_gets_a_place_of_its_own(farm, pytester, monkeypatch, tmp_path):
