@@ -70,20 +70,15 @@ class Child:
         raise AssertionError(f"{self.name}: no {pattern!r} in:\n{self.text()[-3000:]}")
 
     def stop(self) -> int | None:
-        """TERM the process group, then KILL it."""
+        """TERM the process group, then KILL it if it has not gone within 2 s."""
         self.terminate()
-        for sig, wait in ((None, 2), (signal.SIGKILL, 5)):
-            if self.proc.poll() is not None:
-                break
-            if sig is not None:
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-            try:
-                self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
+        try:
+            self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
         return self.proc.returncode
 
     def terminate(self) -> None:
