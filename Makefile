@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml
 # workers than cores overlap the waits. -n 6 was faster on a quiet machine (149 s vs 170 s before
 # the farm stayed on one worker) but under a CPU hog it starved a simulated chip past esptool's
 # 0.2 s MEM_END deadline (1 run in 7): a real chip has its own CPU, a simulated one shares ours.
-# conftest.py keeps the lab tests (tests/labgrid/test_farm.py, one shared farm) on one worker.
+# conftest.py keeps each module that shares a costly fixture (ONE_WORKER_MODULES: the lab farm,
+# the rig serve and simulator RFC 2217 benches) whole on one worker.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 4 --dist load $(PYTEST_ARGS)
 

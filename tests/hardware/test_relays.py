@@ -312,9 +312,9 @@ CHILD = textwrap.dedent(
     """
     import faulthandler, signal, sys, time
     from rig.hardware.relays import Relay, RelayBank
+    from rig.hardware.safety import install_safety_net
 
     faulthandler.register(signal.SIGUSR1)  # the test asks where a child that hangs is stuck
-    from rig.hardware.safety import install_safety_net
 
     state, mode = sys.argv[1], sys.argv[2]
 

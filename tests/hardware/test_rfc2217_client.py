@@ -56,7 +56,7 @@ def test_bytes_and_0xff_cross_the_connection_both_ways():
 
 
 @contextlib.contextmanager
-def sleeps_of_this_thread(monkeypatch) -> Iterator[list[float]]:
+def sleeps_of_this_thread() -> Iterator[list[float]]:
     """Every ``time.sleep`` the calling thread makes meanwhile (others are let through)."""
     pauses: list[float] = []
     real_sleep, caller = time.sleep, threading.current_thread()
@@ -66,11 +66,9 @@ def sleeps_of_this_thread(monkeypatch) -> Iterator[list[float]]:
             pauses.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(time, "sleep", sleep)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "sleep", sleep)
         yield pauses
-    finally:
-        monkeypatch.undo()
 
 
 def test_acknowledgements_are_awaited_on_the_answer_not_in_50_ms_sleeps(monkeypatch):
@@ -98,7 +96,7 @@ def test_acknowledgements_are_awaited_on_the_answer_not_in_50_ms_sleeps(monkeypa
     assert sleeping_waits == []
 
 
-def test_close_ends_the_reader_without_pyserials_reconnect_pause(monkeypatch):
+def test_close_ends_the_reader_without_pyserials_reconnect_pause():
     """pyserial's close sleeps 0.3 s after joining its reader, for servers that cannot take a
     client reconnecting at once; rig serve can (the remote slot reconnects for every flasher
     session), so the rig's client does not pause."""
@@ -106,7 +104,7 @@ def test_close_ends_the_reader_without_pyserials_reconnect_pause(monkeypatch):
         client = Rfc2217Client(url, timeout=2)
         reader = client._thread
         assert reader is not None and reader.is_alive()
-        with sleeps_of_this_thread(monkeypatch) as pauses:
+        with sleeps_of_this_thread() as pauses:
             client.close()
         assert not reader.is_alive() and not client.is_open
         assert pauses == []

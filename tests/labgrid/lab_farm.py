@@ -178,16 +178,16 @@ class Farm:
         listen = ["-m", "labgrid.remote.coordinator", "-l", self.address]
         self.spawn("coordinator", [sys.executable, *listen], cwd=coord)
         self.children["coordinator"].wait_for(r"Coordinator ready")
-        self.write_exporter_configs(list(self.stations))
+        self.write_exporter_configs()
         for name in self.stations:
             self.start_exporter(name)
         for name in self.stations:
             self.children[f"exporter-{name}"].wait_for(r"creating poll task")
         return self
 
-    def write_exporter_configs(self, names: list[str]) -> None:
+    def write_exporter_configs(self) -> None:
         """`rig labgrid exporter-config` for each station, side by side."""
-        procs = []
+        names, procs = list(self.stations), []
         for name in names:
             with (self.root / name / "exporter.yaml").open("w") as out:
                 station = ["--station", str(self.stations[name])]
