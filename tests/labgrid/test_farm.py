@@ -75,8 +75,8 @@ def test_reservations_queue_jobs_and_the_export_is_gated(farm):
             allocated = [lab.poll(t).allocations["main"][0] for t in tokens]
             assert set(allocated) == L7X_PLACES  # three jobs, three distinct places
             fourth = lab.reserve({"board": "l7x"})
-            time.sleep(1.0)
-            assert lab.poll(fourth).state.name == "waiting"  # no free L7X: it queues
+            # the coordinator schedules a reservation as it creates it: no free L7X, it queues
+            assert lab.poll(fourth).state.name == "waiting"
 
             place = allocated[0]
             lab.acquire(place)  # the exporter starts the slot's rig serve now
@@ -147,6 +147,20 @@ def test_strategy_takes_a_remote_l7x_off_flashed_running_with_a_backup_first(far
         finally:
             target.deactivate_all_drivers()
             env.cleanup()
+            _end_labgrids_place_session()
+
+
+def _end_labgrids_place_session() -> None:
+    """labgrid's RemotePlace resources share a process-wide manager whose coordinator session
+    (a stream) outlives the Environment: it would keep the farm's coordinator in its graceful
+    shutdown at teardown (up to 5 s), and a later Environment in this process would reuse it."""
+    from labgrid.resource.common import ResourceManager
+    from labgrid.resource.remote import RemotePlaceManager
+
+    manager = ResourceManager.instances.pop(RemotePlaceManager, None)
+    if manager is not None and manager.session is not None:
+        manager.loop.run_until_complete(manager.session.stop())
+        manager.loop.run_until_complete(manager.session.close())
 
 
 def test_rig_flash_over_the_lab_reflashes_every_l7x_place_across_pis(farm):
@@ -166,34 +180,6 @@ def test_rig_flash_over_the_lab_reflashes_every_l7x_place_across_pis(farm):
 HIL_SUITE = Path(__file__).parent.parent / "hil"
 
 
-@pytest.mark.timeout(200)
-def test_pytest_runs_the_hil_suite_over_the_lab(farm, pytester, monkeypatch, tmp_path):
-    for name in ("conftest.py", "test_hil_cycle.py"):
-        shutil.copy(HIL_SUITE / name, pytester.path / name)
-    _pytest_env(farm, monkeypatch)
-    result = pytester.runpytest_subprocess(
-        "--board", "l7x", "--lg-coordinator", farm.address, "--slots", "1",
-        "--backups", str(tmp_path / "hil-backups"), "-p", "no:cacheprovider", "-v",
-        timeout=170,
-    )  # fmt: skip
-    out = result.stdout.str()
-    result.assert_outcomes(passed=7)
-    leased = re.search(r"rig lab: (\S+) = pi-[ab]/l7x-\d \(l7x\) at rfc2217://127\.0\.0\.1", out)
-    assert leased, out
-    assert f"test_boot_check_original[{leased.group(1)}] PASSED" in out
-    assert f"lab: released {leased.group(1)}" in out
-    with Lab(farm.address) as lab:
-        assert not any(p.acquired for p in lab.places().values())
-
-
-STATION_TEST = """
-def test_station(station):  # on a worker: the controller's lab station, both places remote
-    slots = station.config.slots
-    assert station.config.name == "lab" and len(slots) == 2
-    assert all(slot.remote.startswith("rfc2217://127.0.0.1:") for slot in slots)
-"""
-
-
 def _pytest_env(farm, monkeypatch) -> None:
     for key, value in farm.env.items():
         monkeypatch.setenv(key, value)
@@ -202,48 +188,74 @@ def _pytest_env(farm, monkeypatch) -> None:
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:pytest_embedded -p no:hypothesispytest")
 
 
-def test_each_xdist_worker_gets_a_place_of_its_own(farm, pytester, monkeypatch, tmp_path):
+@pytest.mark.timeout(200)
+def test_pytest_runs_the_hil_suite_over_the_lab_one_place_per_xdist_worker(
+    farm, pytester, monkeypatch, tmp_path
+):
+    """Two xdist workers, no --slots: the controller leases two places and each worker runs the
+    whole HIL suite on a place of its own (on the controller's lab station, handed to it)."""
+    for name in ("conftest.py", "test_hil_cycle.py"):
+        shutil.copy(HIL_SUITE / name, pytester.path / name)
     _pytest_env(farm, monkeypatch)
-    pytester.makepyfile(test_station=STATION_TEST)
     result = pytester.runpytest_subprocess(
         "--board", "l7x", "--lg-coordinator", farm.address, "-n", "2",
-        "-p", "no:cacheprovider", timeout=120,
+        "--backups", str(tmp_path / "hil-backups"), "-p", "no:cacheprovider", "-v",
+        timeout=170,
     )  # fmt: skip
     out = result.stdout.str()
-    assert result.ret == 0, out
-    leased = re.findall(r"rig lab: acquired (\S+)", out)
-    assert len(set(leased)) == 2 and set(leased) <= L7X_PLACES, out
-    assert "1 passed" in out
+    result.assert_outcomes(passed=14)  # the seven steps of the suite, on each place
+    leased = dict(
+        re.findall(r"rig lab: (\S+) = (pi-[ab]/l7x-\d) \(l7x\) at rfc2217://127\.0\.0\.1", out)
+    )
+    assert len(leased) == 2 and set(leased) <= L7X_PLACES, out
+    workers: dict[str, set[str]] = {}
+    for worker, place in re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED \S+\[(pi-[ab]-l7x-\d)", out):
+        workers.setdefault(place, set()).add(worker)
+    assert set(workers) == set(leased), out  # every test ran on a leased place
+    assert all(len(w) == 1 for w in workers.values()), workers  # a place stays on its worker
+    assert len(set.union(*workers.values())) == 2, workers  # ... and each worker has its own
+    for place in leased:
+        assert f"test_boot_check_original[{place}]" in out
+        assert f"lab: released {place}" in out
+    with Lab(farm.address) as lab:
+        assert not any(p.acquired for p in lab.places().values())
 
 
 def test_sigterm_while_queued_releases_the_places_and_cancels_the_reservations(farm, tmp_path):
-    """Four places wanted, three exist: the run waits in the queue holding three; a SIGTERM
-    then gives everything back."""
+    """Three places wanted while this test holds one of the three: the run waits in the queue
+    holding two; a SIGTERM then gives everything back."""
     (tmp_path / "test_nothing.py").write_text("def test_nothing(board):\n    pass\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:pytest_embedded", "-p", "no:cacheprovider",
-         "--board", "l7x", "--lg-coordinator", farm.address, "--slots", "4"],
-        cwd=tmp_path, env=farm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if sum("rig lab: acquired" in seen for seen in lines) == 3:
-                break
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = "".join(lines) + out
-    assert proc.returncode != 0, text
-    assert text.count("rig lab: released") == 3, text
     with Lab(farm.address) as lab:
-        assert not any(p.acquired for p in lab.places().values())
-        reservations = lab._call("GetReservations", pb2.GetReservationsRequest()).reservations
-        assert not reservations, reservations
+        held = lab.reserve({"board": "l7x"})  # allocated, never acquired: nothing starts
+        try:
+            assert lab.poll(held).state.name == "allocated"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-p", "no:pytest_embedded",
+                 "-p", "no:cacheprovider", "--board", "l7x", "--lg-coordinator", farm.address,
+                 "--slots", "3"],
+                cwd=tmp_path, env=farm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            lines: list[str] = []
+            try:
+                for line in proc.stdout:
+                    lines.append(line)
+                    if sum("rig lab: acquired" in seen for seen in lines) == 2:
+                        break
+                proc.send_signal(signal.SIGTERM)
+                out, _ = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            text = "".join(lines) + out
+            assert proc.returncode != 0, text
+            assert text.count("rig lab: released") == 2, text
+            assert not any(p.acquired for p in lab.places().values())
+            reservations = lab._call("GetReservations", pb2.GetReservationsRequest()).reservations
+            assert [r.token for r in reservations] == [held], reservations  # only this test's
+        finally:
+            lab.cancel(held)
 
 
 @pytest.fixture(autouse=True)
