@@ -18,10 +18,6 @@ def farm(tmp_path_factory):
 
     farm = Farm(tmp_path_factory.mktemp("farm"), STATIONS)
     try:
-        farm.start()
-        stations = [arg for path in farm.stations.values() for arg in ("--station", str(path))]
-        result = farm.rig("labgrid", "places", *stations, "-c", farm.address)
-        assert result.returncode == 0, result.stdout + result.stderr
-        yield farm
+        yield farm.start()
     finally:
         farm.close()

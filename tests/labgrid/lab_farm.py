@@ -173,6 +173,7 @@ class Farm:
         return child
 
     def start(self) -> Farm:
+        """The coordinator, the exporters and the places (`rig labgrid places`)."""
         coord = self.root / "coordinator"
         coord.mkdir(exist_ok=True)
         listen = ["-m", "labgrid.remote.coordinator", "-l", self.address]
@@ -181,9 +182,16 @@ class Farm:
         self.write_exporter_configs()
         for name in self.stations:
             self.start_exporter(name)
+        self.create_places()  # the coordinator's side: needs no exporter yet
         for name in self.stations:
             self.children[f"exporter-{name}"].wait_for(r"creating poll task")
         return self
+
+    def create_places(self) -> None:
+        """`rig labgrid places` for every station: one place per slot, tagged and matched."""
+        stations = [arg for path in self.stations.values() for arg in ("--station", str(path))]
+        result = self.rig("labgrid", "places", *stations, "-c", self.address)
+        assert result.returncode == 0, result.stdout + result.stderr
 
     def write_exporter_configs(self) -> None:
         """`rig labgrid exporter-config` for each station, side by side."""
