@@ -85,10 +85,26 @@ def _stop_at_eof(stop: threading.Event) -> None:
     help="Stop serving when stdin reaches end of file: a supervisor that holds the other end "
     "of a pipe takes rig serve with it when it dies, however it dies (labgrid's exporter).",
 )
+@click.option(
+    "--defer-backup",
+    is_flag=True,
+    help="At start-up, identify and check each board but leave a dump its flash needs "
+    "(--backup auto) to the first client's connect: labgrid's coordinator waits only 10 s for "
+    "an exporter to answer an acquire (rig labgrid exporter passes it).",
+)
 @backup_options[0]
 @backup_options[1]
 def serve_command(
-    station_path, slot_ids, all_slots, bind, first_port, allow_remote, until_eof, backup_mode, force
+    station_path,
+    slot_ids,
+    all_slots,
+    bind,
+    first_port,
+    allow_remote,
+    until_eof,
+    defer_backup,
+    backup_mode,
+    force,
 ):
     """Serve slots as RFC 2217 ports whose DTR/RTS drive the relays.
 
@@ -137,6 +153,7 @@ def serve_command(
                     log=_log,
                     backup_mode=backup_mode,
                     store=store,
+                    defer_backup=defer_backup,
                 )
             except ServeError as err:  # nothing touched yet (e.g. the address is in use)
                 raise BadInput(str(err)) from err

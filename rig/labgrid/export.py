@@ -7,6 +7,9 @@ export (:class:`RigServeExport`, shaped like labgrid's own ``SerialPortExport``,
 ser2net on acquire): on acquire it starts ``rig serve --slot ID --port 0`` for the slot and
 publishes its port as a ``NetworkSerialPort`` (stock clients, ``SerialDriver`` and esptool need
 nothing new); on release it stops it, which disconnects the client and releases the relays.
+labgrid's coordinator gives an acquire 10 s, so ``rig serve`` starts with ``--defer-backup`` (a
+dump the board's flash needs waits for the first connect) and must be serving within
+:data:`ACQUIRE_WINDOW`, or the acquire is refused.
 
 ``rig serve`` runs with ``--until-stdin-closes`` and its stdin a pipe from the exporter: when the
 exporter dies, however it dies, the pipe closes and ``rig serve`` stops cleanly - a client
@@ -50,7 +53,15 @@ from rig.labgrid.config import SERVE_CLASS  # noqa: E402
 
 __all__ = ["RigServeExport", "SlotPresence", "main"]
 
-START_TIMEOUT = 120.0  # s: rig serve's start-up check may dump a changed flash (4 MB: ~21 s)
+# labgrid's coordinator waits 10 s for an exporter to answer an acquire (ExporterCommand.wait in
+# labgrid/remote/coordinator.py) and then gives up on it, while the exporter, once it answers,
+# holds the resource for the place anyway: an acquire answered late leaves the resource acquired
+# by a place the coordinator never gave it to, its rig serve running, until the exporter
+# restarts. So rig serve must have vouched for the board within this window, or the acquire is
+# refused (rig serve stopped, the resource free; the rig's clients try again). rig serve checks
+# with --defer-backup to fit: identify and whole-flash MD5, no dump (the first connect dumps).
+# 3 s are left for stopping a rig serve that overran.
+ACQUIRE_WINDOW = 7.0
 STOP_TIMEOUT = 10.0  # s: rig serve disconnects its client and releases the relays, then exits
 PRESENCE_EVERY = 2.0  # s between checks that a real slot's serial port is there
 
@@ -152,7 +163,7 @@ class RigServeExport(lg_exporter.ResourceExport):
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "rig.cli.serve", "--station", self.local.station_path]
         cmd += ["--slot", self.local.slot.id, "--port", "0", "--bind", self.bind]
-        cmd += ["--backup", self.backup, "--until-stdin-closes"]
+        cmd += ["--backup", self.backup, "--defer-backup", "--until-stdin-closes"]
         if self.bind not in ("127.0.0.1", "localhost", "::1"):
             cmd.append("--allow-remote")  # the operator chose it in the exporter config
         return cmd
@@ -177,12 +188,19 @@ class RigServeExport(lg_exporter.ResourceExport):
                 text=True,
                 start_new_session=True,  # a Ctrl-C at the exporter's terminal is the exporter's
             )
-        line = _first_line(child, START_TIMEOUT)
+        line = _first_line(child, ACQUIRE_WINDOW)
         if line.startswith("SERVE "):
             self.child = child
             self.port = int(line.rsplit(":", 1)[1])
             self.logger.info("started rig serve for %s on port %d", self.local.slot.id, self.port)
             return
+        if not line and child.poll() is None:  # still checking: too late for the coordinator
+            _stop_child(child)
+            raise Refused(
+                f"{self.local.station.name}/{self.local.slot.id}: rig serve did not vouch for "
+                f"the board within {ACQUIRE_WINDOW:.0f} s, the time labgrid's coordinator gives "
+                f"an acquire (stopped; see {self.log_path})"
+            )
         code = _stop_child(child)
         with self.log_path.open() as log:
             log.seek(offset)

@@ -152,9 +152,13 @@ class BackupCheck:
     taken: bool  # dumped just now
     chip_md5: str = ""  # the chip's MD5 of its whole flash when checked
     stale: Backup | None = None  # the latest backup, which no longer matched the chip
+    deferred: bool = False  # none matched, and the dump was left to the caller (dump=False)
 
     @property
     def detail(self) -> str:
+        if self.deferred:
+            latest = f"latest {self.stale.id}" if self.stale is not None else "none yet"
+            return f"no verified backup matches the chip ({latest}); not dumped yet"
         if self.backup is None:
             return "skipped (--force)"
         if not self.taken:
@@ -204,12 +208,17 @@ def ensure_backup(
     mode: str,
     meta: dict[str, Any],
     progress: Progress | None = None,
+    *,
+    dump: bool = True,
 ) -> BackupCheck:
     """The verified, *current* backup a destructive step relies on.
 
     A backup of the MAC is reused only if it :func:`matches_chip` now: settings or files the
     firmware wrote since the latest backup are not in it, and erasing or writing over them with
     only that backup would lose them. ``auto`` then dumps again; ``require`` refuses.
+    ``dump=False`` checks without dumping: ``auto`` then returns a ``deferred`` check (no
+    backup), and the caller must take one before anything destructive (``rig serve``'s start-up
+    check under labgrid, whose acquire has 10 s).
     """
     if mode == "skip":
         return BackupCheck(None, False)
@@ -232,6 +241,8 @@ def ensure_backup(
             f"take a fresh one with `rig dump --slot {session.board.slot_id}` "
             "(or use --backup auto)"
         )
+    if not dump:
+        return BackupCheck(None, False, chip_md5, stale, deferred=True)
     taken = take_backup(session, store, meta, progress).backup
     return BackupCheck(taken, True, chip_md5, stale)
 

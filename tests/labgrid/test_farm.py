@@ -107,6 +107,21 @@ def test_a_slot_busy_with_a_local_rig_command_refuses_the_acquire_cleanly(farm):
             lab.release("pi-a-l7x-2")
 
 
+def test_an_acquire_leaves_the_dump_a_board_needs_to_its_first_connect(farm):
+    """labgrid's coordinator gives an acquire 10 s; a dump of a 4 MB L7X at 2 Mbaud takes ~21 s.
+    pi-b's devkit has no backup on its Pi yet: the acquire identifies it and checks its flash,
+    and leaves the dump to the first connect (tests/operations/test_serve.py)."""
+    with Lab(farm.address) as lab:
+        lab.acquire("pi-b-devkitc-1")
+        try:
+            assert _port_of(lab, "pi-b-devkitc-1")
+        finally:
+            lab.release("pi-b-devkitc-1")
+    log = farm.serve_log("pi-b", "devkitc-1")
+    deferred = "no verified backup matches the chip (none yet); not dumped yet: the first client"
+    assert deferred in log and ": took " not in log, log
+
+
 def _env_file(farm, place: str, image: str) -> str:
     path = farm.root / f"env-{place}.yaml"
     path.write_text(

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import labgrid  # noqa: F401 - the dev extra installs it: missing must fail, not skip
+import pytest
 from labgrid.remote.config import ResourceConfig
 
 import rig
@@ -184,3 +185,32 @@ def test_rig_flash_over_a_lab_checks_the_firmware_name_before_any_lease(tmp_path
     assert result.returncode == 2, result.stdout + result.stderr
     assert "board l7x has no firmware 'custom-grbl' in the lab's catalog" in result.stderr
     assert "coordinator" not in result.stderr  # refused before talking to the lab
+
+
+def test_an_acquire_rig_serve_cannot_answer_in_labgrids_window_is_refused_and_leaves_it_free(
+    tmp_path, monkeypatch
+):
+    """labgrid's coordinator waits 10 s for an exporter to answer an acquire, then gives up; an
+    exporter that answers later holds the resource for the place anyway (until it restarts). A
+    rig serve still checking its board after ACQUIRE_WINDOW is stopped and the acquire refused:
+    the resource stays free and nothing keeps running."""
+    from rig.labgrid import export
+
+    _, path = _station(tmp_path)
+    resource = export.RigServeExport(
+        {"cls": "RigServePort", "params": {"station": str(path), "slot": "l7x-1"}, "avail": False},
+        host="127.0.0.1",
+    )
+    pid_file = tmp_path / "pid"
+    never_serves = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()))"
+    monkeypatch.setattr(export, "ACQUIRE_WINDOW", 1.0)
+    monkeypatch.setattr(
+        resource, "_command", lambda: [sys.executable, "-c", f"{never_serves}; time.sleep(60)"]
+    )
+    with pytest.raises(export.Refused, match=r"pi-a/l7x-1: rig serve did not vouch for the board"):
+        resource.acquire("pi-a-l7x-1")
+    assert resource.data["acquired"] is None and resource.child is None
+    assert not resource.broken  # refused, not broken: the next acquire starts afresh
+    assert "within 1 s" in resource.refused
+    with pytest.raises(ProcessLookupError):  # stopped (and reaped), not left behind
+        os.kill(int(pid_file.read_text()), 0)

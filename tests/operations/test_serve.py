@@ -677,3 +677,34 @@ def test_each_client_gets_the_port_only_once_its_board_is_checked_again(tmp_path
             lenient.close()
     took = f"l7x-1: {mac}: flash changed since backup {seeded.id}: took {new.id} ("
     assert [line for line in log if line.startswith(took)], log
+
+
+def test_a_deferred_start_up_check_leaves_the_dump_to_the_first_connect(tmp_path):
+    """`rig serve --defer-backup` (labgrid's exporter, whose coordinator gives an acquire 10 s):
+    the start-up check identifies the board and finds no backup of its flash, but does not dump
+    it; the first client's connect dumps it, and only then does the client get the port."""
+    cfg = config.load_station(_station_file(tmp_path, seeded=()))
+    store = BackupStore(cfg.backups)
+    mac = sim_mac("l7x-1")
+    log: list[str] = []
+    with LiveStation(cfg) as station:
+        server = SlotServer(station, "l7x-1", log=log.append, defer_backup=True)
+        try:
+            check = server.check()
+            assert check.deferred and check.backup is None, check
+            assert store.list(mac) == []  # nothing dumped at start-up
+            server.start()
+            client = serial.serial_for_url(client_url(server.url), timeout=0.1)
+            try:
+                [backup] = store.list(mac)  # the connect dumped it before answering
+                assert backup.read() == station.simulated_board("l7x-1").flash.view()
+            finally:
+                client.close()
+        finally:
+            server.close()
+    deferred = (
+        f"l7x-1: {mac}: no verified backup matches the chip (none yet); not dumped yet: "
+        "the first client's connect takes one ("
+    )
+    assert log[0].startswith(deferred), log
+    assert [line for line in log if line.startswith(f"l7x-1: {mac}: took {backup.id} (")], log

@@ -117,7 +117,9 @@ class SlotServer:
     ``backup_mode`` is the backup policy of the destructive commands (``auto``, ``require``,
     ``skip``; validated, with ``--force`` for ``skip``, by
     :func:`~rig.operations.safeguards.prepare_backups` before a server is made) and ``store`` the
-    backup store (default: the station's).
+    backup store (default: the station's). ``defer_backup``: the start-up check (:meth:`check`)
+    identifies the board and applies the policy but leaves a dump the flash needs to the first
+    client's connect (see :meth:`check`).
     """
 
     def __init__(
@@ -131,11 +133,13 @@ class SlotServer:
         log: Callable[[str], None] | None = None,
         backup_mode: str = "auto",
         store: BackupStore | None = None,
+        defer_backup: bool = False,
     ) -> None:
         self.station = station
         self.slot_id = slot_id
         self.board_type = station.config.board_of(slot_id)
         self.backup_mode = backup_mode
+        self.defer_backup = defer_backup
         self.store = store or BackupStore(station.config.backups)
         self.mapping = self.board_type.rfc2217
         self._station_lock = station_lock or threading.Lock()
@@ -160,7 +164,16 @@ class SlotServer:
     # -- lifecycle ------------------------------------------------------------------------------
     def check(self) -> BackupCheck:
         """Fail fast, at start-up: the slot can be locked, its relays opened and its port found,
-        and :meth:`guard` vouches for the board (then everything is freed again)."""
+        and :meth:`guard` vouches for the board (then everything is freed again).
+
+        With ``defer_backup``, a flash that no verified backup holds is not dumped here - the
+        first client's connect dumps it (every connect runs :meth:`guard`, which dumps). This is
+        for labgrid's exporter, which starts ``rig serve`` on an acquire: labgrid's coordinator
+        gives the exporter 10 s to answer an acquire (``ExporterCommand.wait`` in
+        labgrid/remote/coordinator.py), while a dump of a 4 MB L7X at 2 Mbaud alone takes
+        ~21 s. An identify and a whole-flash MD5 fit; the dump would not. The identity, the
+        expected MAC and ``--backup require`` are still checked here, so an acquire is still
+        refused with the reason."""
         try:
             with self._station_lock:
                 live = self.station.open_slot(self.slot_id)
@@ -168,14 +181,14 @@ class SlotServer:
                 url = live.board.port.resolve()
                 if url.startswith("/") and not os.path.exists(url):
                     raise PortNotFound(f"{self.slot_id}: serial port {url} does not exist")
-                return self.guard(live)
+                return self.guard(live, dump=not self.defer_backup)
             finally:
                 with self._station_lock:
                     live.close()
         except (SlotBusy, PortNotFound) as err:
             raise ServeError(str(err)) from err
 
-    def guard(self, live: LiveSlot) -> BackupCheck:
+    def guard(self, live: LiveSlot, *, dump: bool = True) -> BackupCheck:
         """Vouch for the board in the open slot ``live`` before a client may touch it.
 
         Download mode by relays and a flasher session identify the chip; the slot's
@@ -197,14 +210,17 @@ class SlotServer:
         t0 = time.monotonic()
         try:
             with FlasherSession(live.board, expected_mac=live.config.expected_mac) as session:
-                check = ensure_backup(session, self.store, self.backup_mode, self._meta())
+                check = ensure_backup(
+                    session, self.store, self.backup_mode, self._meta(), dump=dump
+                )
                 mac = session.identity.mac
         except OperationError as err:  # the link, a refusal, no download mode, the backup
             reason = str(err).removeprefix(f"{self.slot_id}: ")
             raise ServeError(f"{self.slot_id}: not served: {reason}") from err
         finally:
             live.relays.release_all()
-        self.log(f"{self.slot_id}: {mac}: {check.detail} ({time.monotonic() - t0:.1f} s)")
+        later = ": the first client's connect takes one" if check.deferred else ""
+        self.log(f"{self.slot_id}: {mac}: {check.detail}{later} ({time.monotonic() - t0:.1f} s)")
         return check
 
     def _meta(self) -> dict[str, Any]:
