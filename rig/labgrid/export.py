@@ -63,6 +63,7 @@ __all__ = ["RigServeExport", "SlotPresence", "main"]
 # 3 s are left for stopping a rig serve that overran.
 ACQUIRE_WINDOW = 7.0
 STOP_TIMEOUT = 10.0  # s: rig serve disconnects its client and releases the relays, then exits
+EXIT_GRACE = 2.0  # s: a rig serve that refused to serve exits by itself within this
 PRESENCE_EVERY = 2.0  # s between checks that a real slot's serial port is there
 
 
@@ -189,19 +190,19 @@ class RigServeExport(lg_exporter.ResourceExport):
                 start_new_session=True,  # a Ctrl-C at the exporter's terminal is the exporter's
             )
         line = _first_line(child, ACQUIRE_WINDOW)
-        if line.startswith("SERVE "):
-            self.child = child
-            self.port = int(line.rsplit(":", 1)[1])
-            self.logger.info("started rig serve for %s on port %d", self.local.slot.id, self.port)
-            return
-        if not line and child.poll() is None:  # still checking: too late for the coordinator
+        if line is None:  # still checking: too late for the coordinator
             _stop_child(child)
             raise Refused(
                 f"{self.local.station.name}/{self.local.slot.id}: rig serve did not vouch for "
                 f"the board within {ACQUIRE_WINDOW:.0f} s, the time labgrid's coordinator gives "
                 f"an acquire (stopped; see {self.log_path})"
             )
-        code = _stop_child(child)
+        if line.startswith("SERVE "):
+            self.child = child
+            self.port = int(line.rsplit(":", 1)[1])
+            self.logger.info("started rig serve for %s on port %d", self.local.slot.id, self.port)
+            return
+        code = _exit_status(child)
         with self.log_path.open() as log:
             log.seek(offset)
             reason = _reason(log.read().splitlines()) or f"rig serve exited with status {code}"
@@ -218,13 +219,25 @@ class RigServeExport(lg_exporter.ResourceExport):
         self.logger.info("stopped rig serve for %s (port %s, exit %s)", start_params, port, code)
 
 
-def _first_line(child: subprocess.Popen, timeout: float) -> str:
-    """rig serve's first stdout line (``SERVE <slot> <url>``), or "" if it exits or times out."""
+def _first_line(child: subprocess.Popen, timeout: float) -> str | None:
+    """rig serve's first stdout line (``SERVE <slot> <url>``), "" if its stdout ends first (it is
+    exiting: an error), None if ``timeout`` passes first (it is still checking the board)."""
     with selectors.DefaultSelector() as sel:
         sel.register(child.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
-            return ""
+            return None
     return child.stdout.readline().strip()
+
+
+def _exit_status(child: subprocess.Popen) -> int | None:
+    """The exit status of a rig serve that ended its stdout without serving. It is exiting by
+    itself - its error is in the log - and closes stdout a moment before it is gone, so it is
+    waited for (a signal now would replace its status); stopped if it lingers."""
+    try:
+        child.wait(EXIT_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    return _stop_child(child)
 
 
 def _stop_child(child: subprocess.Popen) -> int | None:

@@ -214,3 +214,24 @@ def test_an_acquire_rig_serve_cannot_answer_in_labgrids_window_is_refused_and_le
     assert "within 1 s" in resource.refused
     with pytest.raises(ProcessLookupError):  # stopped (and reaped), not left behind
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_a_rig_serve_that_refuses_is_told_apart_from_one_that_overruns(tmp_path, monkeypatch):
+    """rig serve refusing a slot (busy, an unvouched board) writes its error, ends its stdout and
+    exits a moment later: the acquire is refused with its reason and its exit status, not taken
+    for one still checking the board after the window (a full suite in a fresh clone did)."""
+    from rig.labgrid import export
+
+    _, path = _station(tmp_path)
+    resource = export.RigServeExport(
+        {"cls": "RigServePort", "params": {"station": str(path), "slot": "l7x-1"}, "avail": False},
+        host="127.0.0.1",
+    )
+    refuses = (
+        "import os, sys, time; sys.stderr.write('failed: slot l7x-1 is in use by PID 4242\\n'); "
+        "sys.stderr.flush(); os.close(1); time.sleep(0.5); sys.exit(1)"
+    )
+    monkeypatch.setattr(resource, "_command", lambda: [sys.executable, "-c", refuses])
+    with pytest.raises(export.Refused, match=r"^pi-a/l7x-1: slot l7x-1 is in use by PID 4242$"):
+        resource.acquire("pi-a-l7x-1")
+    assert resource.data["acquired"] is None and not resource.broken
