@@ -29,7 +29,15 @@ from rig.hardware.pins import PinFactory, open_pin_factory
 from rig.hardware.ports import PortSpec
 from rig.hardware.relays import Relay, RelayBank, RelayLog
 
-__all__ = ["REAPPEAR_S", "SLOT_KINDS", "LiveSlot", "LiveStation", "real_parts", "slot_kind"]
+__all__ = [
+    "REAPPEAR_S",
+    "SLOT_KINDS",
+    "LiveSlot",
+    "LiveStation",
+    "real_parts",
+    "release_abandoned_slot",
+    "slot_kind",
+]
 
 #: Slot kinds by name: where the function that builds a slot's pins and port lives.
 SLOT_KINDS = {
@@ -142,6 +150,22 @@ class LiveStation:
             self._shared_pins = factory
             self._stack.callback(factory.close)
         return self._shared_pins
+
+
+def release_abandoned_slot(cfg: config.Station, slot_id: str) -> dict[str, bool]:
+    """Release the relays of a slot whose process died without releasing them; return each
+    relay's state afterwards (role -> still closed).
+
+    A SIGKILLed process (the OOM killer, a supervisor's last resort) releases nothing, and a
+    Raspberry Pi kernel keeps its GPIO outputs driven after their process dies: the board would
+    stay strapped, its power button held. The slot's lock died with the process (an ``flock``
+    dies with its last holder), so the slot is re-opened - requesting a pin drives it inactive
+    from the first instant - and closed again. Raises :class:`~rig.hardware.locks.SlotBusy` if
+    another process holds the slot (then its relays are that process's)."""
+    with LiveStation(cfg) as live:
+        slot = live.open_slot(slot_id)  # the pins are requested inactive
+        slot.close()  # every relay released, pins freed, lock dropped
+        return {relay.role: relay.is_closed for relay in slot.relays}
 
 
 def slot_kind(slot_cfg: config.Slot) -> PartsFactory:

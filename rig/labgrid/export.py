@@ -47,6 +47,7 @@ from labgrid.remote import exporter as lg_exporter  # noqa: E402
 from labgrid.remote.common import ResourceEntry  # noqa: E402
 
 from rig import config  # noqa: E402
+from rig.board.station import release_abandoned_slot  # noqa: E402
 from rig.errors import EXIT_BAD_INPUT  # noqa: E402
 from rig.hardware.ports import PortNotFound, PortSpec  # noqa: E402
 from rig.labgrid.config import SERVE_CLASS  # noqa: E402
@@ -191,7 +192,7 @@ class RigServeExport(lg_exporter.ResourceExport):
             )
         line = _first_line(child, ACQUIRE_WINDOW)
         if line is None:  # still checking: too late for the coordinator
-            _stop_child(child)
+            self._end(child)
             raise Refused(
                 f"{self.local.station.name}/{self.local.slot.id}: rig serve did not vouch for "
                 f"the board within {ACQUIRE_WINDOW:.0f} s, the time labgrid's coordinator gives "
@@ -202,7 +203,7 @@ class RigServeExport(lg_exporter.ResourceExport):
             self.port = int(line.rsplit(":", 1)[1])
             self.logger.info("started rig serve for %s on port %d", self.local.slot.id, self.port)
             return
-        code = _exit_status(child)
+        code = self._end(child, exiting=True)
         with self.log_path.open() as log:
             log.seek(offset)
             reason = _reason(log.read().splitlines()) or f"rig serve exited with status {code}"
@@ -215,8 +216,31 @@ class RigServeExport(lg_exporter.ResourceExport):
         port, self.port = self.port, None
         if child is None:
             return
-        code = _stop_child(child)
+        code = self._end(child)
         self.logger.info("stopped rig serve for %s (port %s, exit %s)", start_params, port, code)
+
+    def _end(self, child: subprocess.Popen, *, exiting: bool = False) -> int | None:
+        """Stop ``child`` (``exiting``: await its own exit first) and return its exit status.
+
+        A rig serve that did not end by itself - killed after ignoring SIGTERM, or dead by a
+        signal (the OOM killer, a crash) - released nothing, and a Pi's kernel keeps the relay
+        lines driven: the exporter releases the slot's relays itself
+        (:func:`~rig.board.station.release_abandoned_slot`)."""
+        code = _exit_status(child) if exiting else _stop_child(child)
+        if code is not None and code >= 0:
+            return code
+        slot = self.local.slot.id
+        try:
+            states = release_abandoned_slot(self.local.station, slot)
+        except Exception as err:  # SlotBusy: another process holds it, and its relays
+            self.logger.error(
+                "rig serve for %s ended with %s; relays not released: %s", slot, code, err
+            )
+            return code
+        self.logger.warning(
+            "rig serve for %s ended with %s; relays released: %s", slot, code, states
+        )
+        return code
 
 
 def _first_line(child: subprocess.Popen, timeout: float) -> str | None:

@@ -235,3 +235,65 @@ def test_a_rig_serve_that_refuses_is_told_apart_from_one_that_overruns(tmp_path,
     with pytest.raises(export.Refused, match=r"^pi-a/l7x-1: slot l7x-1 is in use by PID 4242$"):
         resource.acquire("pi-a-l7x-1")
     assert resource.data["acquired"] is None and not resource.broken
+
+
+HOLDS_POWER = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a rig serve that hangs on its way out
+from rig import config
+from rig.board.station import LiveStation
+slot = LiveStation(config.load_station(sys.argv[1])).open_slot("l7x-1")
+slot.relays["power"].close()  # the power button held, as during a session
+print("SERVE l7x-1 rfc2217://127.0.0.1:4000", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_the_exporter(
+    tmp_path, monkeypatch
+):
+    """On release the export stops rig serve with SIGTERM and kills it if it does not go. A
+    killed process releases nothing, and a Pi's kernel keeps the relay line driven (the fake
+    gpiod kernel, shared through a file, does the same): the exporter releases the slot's relays
+    itself."""
+    from fakes import gpiod as fake_gpiod
+
+    from rig.labgrid import export
+
+    fakes = Path(__file__).parent.parent / "fakes"
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    kernel = fake_gpiod.boot("pi3", dev_dir=dev, state=tmp_path / "gpio-state.json")
+    port = tmp_path / "ttyUSB0"
+    port.write_text("")
+    station = tmp_path / "pi.yaml"
+    station.write_text(
+        f"name: pi\nbackups: {tmp_path}/b\nlocks: {tmp_path}/l\n"
+        f"pins: {{backend: gpiod, chip: {dev / 'gpiochip0'}}}\nslots:\n"
+        f"  - {{id: l7x-1, board: l7x, port: {port},\n"
+        "      relays: {io0: {pin: 17}, power: {pin: 27}}}\n"
+    )
+    monkeypatch.syspath_prepend(str(fakes))  # `import gpiod` here and in the child: the fake
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(fakes), os.environ.get("PYTHONPATH", "")])
+    )
+    monkeypatch.setenv(fake_gpiod.STATE_ENV, str(kernel.state_path))
+    resource = export.RigServeExport(
+        {
+            "cls": "RigServePort",
+            "params": {"station": str(station), "slot": "l7x-1"},
+            "avail": False,
+        },
+        host="127.0.0.1",
+    )
+    cmd = [sys.executable, "-c", HOLDS_POWER, str(station)]
+    monkeypatch.setattr(resource, "_command", lambda: cmd)
+    monkeypatch.setattr(export, "STOP_TIMEOUT", 0.5)  # TERM ignored for this long: KILL
+    resource.acquire("pi-l7x-1")
+    assert resource.port == 4000
+    power = kernel.refresh().line("pinctrl-bcm2835", 27)
+    assert power.level is False and power.owner == resource.child.pid  # held (active-low input)
+    resource.release()
+    power = kernel.refresh().line("pinctrl-bcm2835", 27)
+    assert power.level is True and power.owner is None  # released by the exporter
+    assert resource.child is None and not resource.broken

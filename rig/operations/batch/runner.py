@@ -57,7 +57,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from rig import config, signals
-from rig.board.station import LiveStation
+from rig.board.station import release_abandoned_slot
 from rig.hardware.locks import SlotBusy
 from rig.operations.batch import worker
 from rig.operations.batch.plan import BatchPlan, Job
@@ -91,13 +91,9 @@ def _dead_worker_result(
 ) -> BoardResult:
     """The result of a worker that ended without one - killed by the parent after it ignored
     SIGTERM (``killed``), or by anything else (the OOM killer, a kill -9, a crash) - after the
-    parent released the slot's relays itself.
-
-    A SIGKILLed process releases nothing, and a Raspberry Pi kernel keeps its GPIO outputs
-    driven after it dies: the board would stay in download mode with its power button held. Its
-    slot lock went with it (an ``flock`` dies with its last holder), so the parent re-opens the
-    slot through the station factory - requesting a pin drives it inactive from the first
-    instant - and closes it again (every relay released, the pins freed, the lock dropped).
+    parent released the slot's relays itself
+    (:func:`~rig.board.station.release_abandoned_slot`: a SIGKILLed worker releases nothing, and a
+    Raspberry Pi kernel keeps its GPIO outputs driven after it dies).
     """
     how = "killed by the rig after it ignored SIGTERM" if killed else "died"
     result = BoardResult(
@@ -133,10 +129,7 @@ def _release_for_dead_worker(station: config.Station, slot_id: str, result: Boar
     """Re-open the slot of a dead worker and close it; record the relay states; say what
     happened (and what to do if it could not be done)."""
     try:
-        with LiveStation(station) as live:
-            slot = live.open_slot(slot_id)  # the pins are requested inactive
-            slot.close()  # every relay released, pins freed, lock dropped
-            states = {r.role: r.is_closed for r in slot.relays}
+        states = release_abandoned_slot(station, slot_id)
     except SlotBusy as err:
         return (
             f"the rig could not release its relays: {err} - a process the worker started may "
