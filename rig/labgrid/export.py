@@ -115,6 +115,19 @@ class RigServeExport(lg_exporter.ResourceExport):
         self.port: int | None = None
         self.refused = ""
 
+    def poll(self) -> bool:
+        """labgrid's exporter polls every resource (every 0.25 s): a rig serve that died while
+        a place held the slot (the OOM killer, a crash) is noticed here, its relays released
+        (:meth:`_end`) and its port withdrawn - not left energised until the place is
+        released."""
+        child = self.child
+        if child is not None and child.poll() is not None:
+            self.child, self.port = None, None
+            code = self._end(child)
+            slot = self.local.slot.id
+            self.logger.error("rig serve for %s ended while serving (exit %s)", slot, code)
+        return super().poll()
+
     # -- what clients see ----------------------------------------------------------------------
     def _get_start_params(self) -> dict:
         return {"station": self.local.station_path, "slot": self.local.slot.id}

@@ -249,16 +249,12 @@ time.sleep(60)
 """
 
 
-def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_the_exporter(
-    tmp_path, monkeypatch
-):
-    """On release the export stops rig serve with SIGTERM and kills it if it does not go. A
-    killed process releases nothing, and a Pi's kernel keeps the relay line driven (the fake
-    gpiod kernel, shared through a file, does the same): the exporter releases the slot's relays
-    itself."""
+def _gpio_station(tmp_path, monkeypatch):
+    """A Pi's station whose relays are lines of the fake gpiod kernel, shared through a file
+    with the processes this test starts (their `import gpiod` finds the fake on PYTHONPATH):
+    like a Pi's kernel, it keeps a line driven after the process that drove it dies. Returns the
+    station file and the kernel."""
     from fakes import gpiod as fake_gpiod
-
-    from rig.labgrid import export
 
     fakes = Path(__file__).parent.parent / "fakes"
     dev = tmp_path / "dev"
@@ -273,12 +269,18 @@ def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_th
         f"  - {{id: l7x-1, board: l7x, port: {port},\n"
         "      relays: {io0: {pin: 17}, power: {pin: 27}}}\n"
     )
-    monkeypatch.syspath_prepend(str(fakes))  # `import gpiod` here and in the child: the fake
+    monkeypatch.setitem(sys.modules, "gpiod", fake_gpiod)  # `import gpiod` here: this kernel
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(fakes), os.environ.get("PYTHONPATH", "")])
     )
     monkeypatch.setenv(fake_gpiod.STATE_ENV, str(kernel.state_path))
-    resource = export.RigServeExport(
+    return station, kernel
+
+
+def _export(station: Path):
+    from rig.labgrid import export
+
+    return export.RigServeExport(
         {
             "cls": "RigServePort",
             "params": {"station": str(station), "slot": "l7x-1"},
@@ -286,8 +288,19 @@ def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_th
         },
         host="127.0.0.1",
     )
-    cmd = [sys.executable, "-c", HOLDS_POWER, str(station)]
-    monkeypatch.setattr(resource, "_command", lambda: cmd)
+
+
+def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_the_exporter(
+    tmp_path, monkeypatch
+):
+    """On release the export stops rig serve with SIGTERM and kills it if it does not go. A
+    killed process releases nothing, and a Pi's kernel keeps the relay line driven: the exporter
+    releases the slot's relays itself."""
+    from rig.labgrid import export
+
+    station, kernel = _gpio_station(tmp_path, monkeypatch)
+    resource = _export(station)
+    monkeypatch.setattr(resource, "_command", lambda: [sys.executable, "-c", HOLDS_POWER, station])
     monkeypatch.setattr(export, "STOP_TIMEOUT", 0.5)  # TERM ignored for this long: KILL
     resource.acquire("pi-l7x-1")
     assert resource.port == 4000
@@ -297,3 +310,25 @@ def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_th
     power = kernel.refresh().line("pinctrl-bcm2835", 27)
     assert power.level is True and power.owner is None  # released by the exporter
     assert resource.child is None and not resource.broken
+
+
+def test_a_rig_serve_that_dies_while_serving_has_its_relays_released_at_the_next_poll(
+    tmp_path, monkeypatch
+):
+    """A rig serve killed while a place holds its slot (the OOM killer, a crash) leaves the
+    power relay driven; the exporter's next poll of the resource (every 0.25 s) releases it and
+    withdraws the port, instead of leaving the board held until the place is released."""
+    station, kernel = _gpio_station(tmp_path, monkeypatch)
+    resource = _export(station)
+    dies = HOLDS_POWER.replace("time.sleep(60)", "os.kill(os.getpid(), 9)")
+    dies = dies.replace("import signal, sys, time", "import os, signal, sys, time")
+    monkeypatch.setattr(resource, "_command", lambda: [sys.executable, "-c", dies, station])
+    resource.acquire("pi-l7x-1")
+    assert resource.port == 4000
+    assert resource.child.wait(30) == -9
+    assert kernel.refresh().line("pinctrl-bcm2835", 27).level is False  # still held: it died
+    resource.poll()
+    power = kernel.refresh().line("pinctrl-bcm2835", 27)
+    assert power.level is True and power.owner is None  # released by the exporter
+    assert resource.child is None and resource.data["params"]["port"] is None  # no port shown
+    assert resource.acquired == "pi-l7x-1"  # the place still holds it, until its user releases
