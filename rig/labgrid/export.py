@@ -31,6 +31,7 @@ dict), so the rig runs labgrid's exporter through its own entry point, :func:`ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")  # before grpc loads: the export forks
@@ -233,13 +234,18 @@ class RigServeExport(lg_exporter.ResourceExport):
         self.logger.info("stopped rig serve for %s (port %s, exit %s)", start_params, port, code)
 
     def _end(self, child: subprocess.Popen, *, exiting: bool = False) -> int | None:
-        """Stop ``child`` (``exiting``: await its own exit first) and return its exit status.
+        """Stop ``child`` and return its exit status; ``exiting``: it ended its stdout without
+        serving (its error is in the log), so its own exit is awaited first.
 
         A rig serve that did not end by itself - killed after ignoring SIGTERM, or dead by a
         signal (the OOM killer, a crash) - released nothing, and a Pi's kernel keeps the relay
         lines driven: the exporter releases the slot's relays itself
         (:func:`~rig.board.station.release_abandoned_slot`)."""
-        code = _exit_status(child) if exiting else _stop_child(child)
+        if exiting:
+            # it closes stdout a moment before it is gone: a signal now would replace its status
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(EXIT_GRACE)
+        code = _stop_child(child)
         if code is not None and code >= 0:
             return code
         slot = self.local.slot.id
@@ -264,17 +270,6 @@ def _first_line(child: subprocess.Popen, timeout: float) -> str | None:
         if not sel.select(timeout):
             return None
     return child.stdout.readline().strip()
-
-
-def _exit_status(child: subprocess.Popen) -> int | None:
-    """The exit status of a rig serve that ended its stdout without serving. It is exiting by
-    itself - its error is in the log - and closes stdout a moment before it is gone, so it is
-    waited for (a signal now would replace its status); stopped if it lingers."""
-    try:
-        child.wait(EXIT_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
-    return _stop_child(child)
 
 
 def _stop_child(child: subprocess.Popen) -> int | None:
