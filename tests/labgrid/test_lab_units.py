@@ -187,6 +187,20 @@ def test_rig_flash_over_a_lab_checks_the_firmware_name_before_any_lease(tmp_path
     assert "coordinator" not in result.stderr  # refused before talking to the lab
 
 
+def _export(station: Path):
+    """The gated export of the station's slot l7x-1, as `rig labgrid exporter` makes it."""
+    from rig.labgrid import export
+
+    return export.RigServeExport(
+        {
+            "cls": "RigServePort",
+            "params": {"station": str(station), "slot": "l7x-1"},
+            "avail": False,
+        },
+        host="127.0.0.1",
+    )
+
+
 def test_an_acquire_rig_serve_cannot_answer_in_labgrids_window_is_refused_and_leaves_it_free(
     tmp_path, monkeypatch
 ):
@@ -197,10 +211,7 @@ def test_an_acquire_rig_serve_cannot_answer_in_labgrids_window_is_refused_and_le
     from rig.labgrid import export
 
     _, path = _station(tmp_path)
-    resource = export.RigServeExport(
-        {"cls": "RigServePort", "params": {"station": str(path), "slot": "l7x-1"}, "avail": False},
-        host="127.0.0.1",
-    )
+    resource = _export(path)
     pid_file = tmp_path / "pid"
     never_serves = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()))"
     monkeypatch.setattr(export, "ACQUIRE_WINDOW", 1.0)
@@ -223,10 +234,7 @@ def test_a_rig_serve_that_refuses_is_told_apart_from_one_that_overruns(tmp_path,
     from rig.labgrid import export
 
     _, path = _station(tmp_path)
-    resource = export.RigServeExport(
-        {"cls": "RigServePort", "params": {"station": str(path), "slot": "l7x-1"}, "avail": False},
-        host="127.0.0.1",
-    )
+    resource = _export(path)
     refuses = (
         "import os, sys, time; sys.stderr.write('failed: slot l7x-1 is in use by PID 4242\\n'); "
         "sys.stderr.flush(); os.close(1); time.sleep(0.5); sys.exit(1)"
@@ -275,19 +283,6 @@ def _gpio_station(tmp_path, monkeypatch):
     )
     monkeypatch.setenv(fake_gpiod.STATE_ENV, str(kernel.state_path))
     return station, kernel
-
-
-def _export(station: Path):
-    from rig.labgrid import export
-
-    return export.RigServeExport(
-        {
-            "cls": "RigServePort",
-            "params": {"station": str(station), "slot": "l7x-1"},
-            "avail": False,
-        },
-        host="127.0.0.1",
-    )
 
 
 def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_the_exporter(
