@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from pathlib import Path
 
 from rigbench import esptool, l7x_station, side_by_side
@@ -91,3 +92,25 @@ def remote(root: Path, size: int, baud: int, packages: tuple[str, ...] = PACKAGE
     for times in done.values():
         times["vs_local"] = round(times["total"] / local_total, 3)
     return {"bytes": size, "baud": baud, "paths": done}
+
+
+def serve_start(root: Path) -> dict:
+    """(7) ``rig serve``'s start-up check of a paced L7X whose flash no verified backup holds
+    yet, as labgrid's exporter runs it on an acquire: with ``--defer-backup`` (identify and the
+    chip's whole-flash MD5; the first connect dumps) and without (the dump first). labgrid's
+    coordinator waits 10 s for an acquire; the gated export refuses one whose check is not done
+    within its ACQUIRE_WINDOW (rig/labgrid/export.py). In-process: ``rig serve``'s own start-up
+    (Python, imports) comes on top."""
+    seconds = {}
+    for deferred in (True, False):
+        where = root / ("deferred" if deferred else "dumped")
+        with LiveStation(l7x_station(where, {"l7x-1": {}})) as st:
+            server = SlotServer(st, "l7x-1", log=lambda _l: None, defer_backup=deferred)
+            try:
+                t0 = time.monotonic()
+                check = server.check()
+                seconds["deferred" if deferred else "dumped"] = round(time.monotonic() - t0, 2)
+                assert check.deferred == deferred and check.taken != deferred, check
+            finally:
+                server.close()
+    return {**seconds, "coordinator_s": 10.0}
