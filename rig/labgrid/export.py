@@ -52,6 +52,7 @@ from rig.board.station import release_abandoned_slot  # noqa: E402
 from rig.errors import EXIT_BAD_INPUT  # noqa: E402
 from rig.hardware.ports import PortNotFound, PortSpec  # noqa: E402
 from rig.labgrid.config import SERVE_CLASS  # noqa: E402
+from rig.operations.batch.results import describe_relays  # noqa: E402
 
 __all__ = ["RigServeExport", "SlotPresence", "main"]
 
@@ -256,9 +257,21 @@ class RigServeExport(lg_exporter.ResourceExport):
                 "rig serve for %s ended with %s; relays not released: %s", slot, code, err
             )
             return code
-        self.logger.warning(
-            "rig serve for %s ended with %s; relays released: %s", slot, code, states
-        )
+        if any(states.values()):  # a relay still reads closed: say so, not "released"
+            self.logger.error(
+                "rig serve for %s ended with %s; releasing its relays failed (%s): "
+                "rig relay --release-all",
+                slot,
+                code,
+                describe_relays(states),
+            )
+        else:
+            self.logger.warning(
+                "rig serve for %s ended with %s; the exporter released its relays (%s)",
+                slot,
+                code,
+                describe_relays(states),
+            )
         return code
 
 

@@ -286,7 +286,7 @@ def _gpio_station(tmp_path, monkeypatch):
 
 
 def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_the_exporter(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, caplog
 ):
     """On release the export stops rig serve with SIGTERM and kills it if it does not go. A
     killed process releases nothing, and a Pi's kernel keeps the relay line driven: the exporter
@@ -305,6 +305,9 @@ def test_a_rig_serve_killed_after_ignoring_sigterm_has_its_relays_released_by_th
     power = kernel.refresh().line("pinctrl-bcm2835", 27)
     assert power.level is True and power.owner is None  # released by the exporter
     assert resource.child is None and not resource.broken
+    said = "rig serve for l7x-1 ended with None; the exporter released its relays (io0=open, "
+    said += "power=open)"
+    assert said in caplog.messages, caplog.messages
 
 
 def test_a_rig_serve_that_dies_while_serving_has_its_relays_released_at_the_next_poll(
